@@ -1,0 +1,160 @@
+#!/bin/sh
+# run.sh — the ledger benchmark set of bench/RESULTS.md (`make bench`): raw fsync rate, the
+# durable ledger at 10,000 accounts and batches of 8190 (uniform, hot, random ids), the ledger
+# one transfer per commit, and the PostgreSQL peer; then a table with the bars of DESIGN §6.
+# Takes about two to five minutes. Every run's JSON line is kept in --out.
+#
+#   bench/run.sh [--build DIR] [--tmpdir DIR] [--out FILE] [--pg-seconds N] [--quick]
+#
+# --quick shrinks every run (smoke test of the script; its figures are not bar figures).
+# Exit status: 0 when every run succeeded and every bar held, 1 otherwise, 2 on bad usage.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+build=${BUILD_DIR:-$repo/build}
+tmpbase=${TMPDIR:-/tmp}
+[ -n "$tmpbase" ] || tmpbase=/tmp
+out=""
+pg_seconds=30
+quick=0
+
+die_usage() {
+  echo "run.sh: $*" >&2
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build) [ $# -ge 2 ] || die_usage "$1 needs a value"; build=$2; shift 2 ;;
+    --tmpdir) [ $# -ge 2 ] || die_usage "$1 needs a value"; tmpbase=$2; shift 2 ;;
+    --out) [ $# -ge 2 ] || die_usage "$1 needs a value"; out=$2; shift 2 ;;
+    --pg-seconds)
+      [ $# -ge 2 ] || die_usage "$1 needs a value"
+      case "$2" in '' | *[!0-9]*) die_usage "$1: '$2' is not a whole number" ;; esac
+      if [ "${#2}" -gt 5 ] || [ "$2" -lt 1 ]; then die_usage "$1: $2 is out of range [1, 99999]"; fi
+      pg_seconds=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    -h | --help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    *) die_usage "unknown option '$1'" ;;
+  esac
+done
+[ -n "$out" ] || out=$build/bench-ledger.jsonl
+
+# Build (only the benchmark target, so unrelated work in progress cannot block it).
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" "$repo" >/dev/null
+fi
+ninja -C "$build" bench/tuma-bench >/dev/null
+tb=$build/bench/tuma-bench
+
+transfers=2000000
+b1_transfers=2000
+fsync_count=2000
+if [ "$quick" -eq 1 ]; then
+  transfers=100000
+  b1_transfers=200
+  fsync_count=200
+  pg_seconds=3
+fi
+
+: >"$out"
+failed=0
+missed=0
+
+# Field of a one-line JSON object: get KEY FILE (numbers and strings, unquoted).
+get() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p" "$2" | head -n 1; }
+segs() { sed -n 's/.*"segments_per_sec":\[\([^]]*\)\].*/\1/p' "$1" | tr ',' ' '; }
+# run NAME CMD…: one benchmark, its JSON line to $tmp/NAME.json and $out
+run() {
+  name=$1
+  shift
+  echo "run.sh: $name: $*" >&2
+  if "$@" >"$tmp/$name.json" 2>"$tmp/$name.err"; then
+    cat "$tmp/$name.json" >>"$out"
+  else
+    echo "run.sh: $name FAILED (exit $?):" >&2
+    cat "$tmp/$name.err" "$tmp/$name.json" >&2
+    cat "$tmp/$name.json" >>"$out"
+    failed=$((failed + 1))
+  fi
+}
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && a + 0 >= b + 0) }'; }
+fmt() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else printf "%.0f", a }'; }
+
+tmp=$(mktemp -d "$tmpbase/tuma-bench-run.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
+fs=$(df -T "$tmpbase" | awk 'NR == 2 { print $2 " on " $1 }')
+printf '{"bench":"machine","nproc":%s,"cpu":"%s","kernel":"%s","tmpdir":"%s","fs":"%s"}\n' \
+  "$(nproc)" "$cpu" "$(uname -r)" "$tmpbase" "$fs" >>"$out"
+
+L() { "$tb" ledger --accounts 10000 --transfers "$transfers" --batch 8190 --tmpdir "$tmpbase" --json "$@"; }
+run fsync "$tb" fsync --count "$fsync_count" --tmpdir "$tmpbase" --json
+run default L
+run hot L --hot-accounts 10 --hot-percent 90
+run random L --ids random
+run batch1 "$tb" ledger --accounts 10000 --transfers "$b1_transfers" --batch 1 \
+  --tmpdir "$tmpbase" --json
+ledger_tps=$(get transfers_per_sec "$tmp/default.json")
+run postgres "$here/peer_postgres.sh" --accounts 10000 --seconds "$pg_seconds" --clients 16 \
+  --jobs 2 --tmpdir "$tmpbase" --json ${ledger_tps:+--ledger-tps "$ledger_tps"}
+
+fsync_rate=$(get fsyncs_per_sec "$tmp/fsync.json")
+half_fsync=$(awk -v a="$fsync_rate" 'BEGIN { if (a != "") printf "%.1f", a / 2 }')
+
+verdict() { # verdict VALUE BAR: V=PASS/FAIL/- (not in a subshell: it counts misses)
+  if [ -z "$2" ]; then
+    V="-"
+  elif ge "$1" "$2"; then
+    V=PASS
+  else
+    missed=$((missed + 1))
+    V=FAIL
+  fi
+}
+
+echo
+echo "machine: $(nproc) cores, $cpu, kernel $(uname -r), temp folder $tmpbase ($fs)"
+[ "$quick" -eq 1 ] && echo "QUICK MODE: reduced runs, not bar figures"
+echo
+printf '%-22s %14s %10s %10s %8s %14s %6s\n' "run" "transfers/s" "p50 ms" "p99 ms" "errors" "bar" "ok"
+row() { # row NAME LABEL BAR
+  f=$tmp/$1.json
+  tps=$(get transfers_per_sec "$f")
+  verdict "$tps" "$3"
+  v=$V
+  inv=$(get invariants "$f")
+  if [ "$inv" != ok ]; then
+    v="$v/inv:${inv:-?}"
+    missed=$((missed + 1))
+  fi
+  printf '%-22s %14s %10s %10s %8s %14s %6s\n' "$2" "$(fmt "$tps")" "$(get batch_p50_ms "$f")" \
+    "$(get batch_p99_ms "$f")" "$(get errors "$f")" "${3:+>= $(fmt "$3")}" "$v"
+}
+row default "batch 8190" 300000
+row hot "  hot 10 @ 90%" 250000
+row random "  ids random" ""
+row batch1 "batch 1" "$half_fsync"
+printf '%-22s %14s %10s %10s\n' "fsync (4 KiB)" "$(fmt "$fsync_rate")/s" \
+  "$(get p50_ms "$tmp/fsync.json")" "$(get p99_ms "$tmp/fsync.json")"
+pg_tps=$(get transfers_per_sec "$tmp/postgres.json")
+ratio=$(get ratio "$tmp/postgres.json")
+verdict "$ratio" 20
+printf '%-22s %14s %10s %10s %8s %14s %6s\n' "postgres peer" "$(fmt "$pg_tps")" \
+  "avg $(get latency_avg_ms "$tmp/postgres.json")" "" "$(get failed "$tmp/postgres.json")" \
+  ">= 20x" "$V"
+echo
+echo "random ids, per 500,000 transfers: $(segs "$tmp/random.json") transfers/s"
+echo "time ids,   per 500,000 transfers: $(segs "$tmp/default.json") transfers/s"
+echo "ledger / postgres: ${ratio:-?}x (postgres: pgbench -c 16 -j 2 -T $pg_seconds)"
+echo "batch 1 bar: half the raw fsync rate = $(fmt "$half_fsync") transfers/s"
+echo "data directory after $transfers transfers: $(get db_bytes "$tmp/default.json") bytes (time ids), $(get db_bytes "$tmp/random.json") bytes (random ids)"
+echo "JSON lines: $out"
+
+if [ "$failed" -gt 0 ] || [ "$missed" -gt 0 ]; then
+  echo "run.sh: $failed run(s) failed, $missed bar(s) missed" >&2
+  exit 1
+fi
