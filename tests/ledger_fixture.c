@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 #include <ftw.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@ void fixture_rmtree(const char *dir) {
 }
 
 uint64_t fixture_clock_cb(void *arg) { return *(uint64_t *)arg; }
+
+uint64_t fixture_atomic_clock_cb(void *arg) { return atomic_load((_Atomic uint64_t *)arg); }
 
 ledger *fixture_open(const char *dir, uint64_t *now_ns) {
   ledger_options opts = {0};

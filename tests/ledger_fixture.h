@@ -13,6 +13,10 @@ void fixture_rmtree(const char *dir);
 /* A settable clock for ledger_options.clock: arg points at a uint64_t holding nanoseconds. */
 uint64_t fixture_clock_cb(void *arg);
 
+/* The same for a clock that other threads read (the queue's writer thread): arg points at an
+ * _Atomic uint64_t holding nanoseconds, which the test may change at any time. */
+uint64_t fixture_atomic_clock_cb(void *arg);
+
 /* Opens a ledger in dir, with the fake clock when now_ns is non-NULL. Aborts on failure. */
 ledger *fixture_open(const char *dir, uint64_t *now_ns);
 
