@@ -298,7 +298,10 @@ static int is_post_or_void(const ledger_transfer *t) {
   return (t->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING)) != 0;
 }
 
-static ledger_result create_transfer_exists(const ledger_transfer *t, const ledger_transfer *e) {
+/* The result for a transfer whose id exists as e. A post asking for 0 means the whole pending
+ * amount, so it matches e only if e moved all of it: that takes a look at the pending one. */
+static ledger_result create_transfer_exists(batch *b, const ledger_transfer *t,
+                                            const ledger_transfer *e) {
   int resolves = is_post_or_void(t);
   if (t->flags != e->flags)
     return LEDGER_EXISTS_WITH_DIFFERENT_FLAGS;
@@ -317,6 +320,15 @@ static ledger_result create_transfer_exists(const ledger_transfer *t, const ledg
       return LEDGER_EXISTS_WITH_DIFFERENT_AMOUNT;
   } else if ((!resolves || t->amount != 0) && t->amount != e->amount) {
     return LEDGER_EXISTS_WITH_DIFFERENT_AMOUNT;
+  } else if (resolves && t->amount == 0 && (e->flags & LEDGER_TRANSFER_POST_PENDING)) {
+    transfer_row p;
+    int rc = store_find_transfer(b->txn, b->l, e->pending_id, &p);
+    if (rc) {
+      batch_fail(b, rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc);
+      return LEDGER_BATCH_STORAGE_ERROR;
+    }
+    if (p.transfer.amount != e->amount)
+      return LEDGER_EXISTS_WITH_DIFFERENT_AMOUNT;
   }
   if (!ledger_id_eq(t->user_data_128, e->user_data_128))
     return LEDGER_EXISTS_WITH_DIFFERENT_USER_DATA_128;
@@ -479,7 +491,7 @@ static ledger_result create_transfer(batch *b, const ledger_transfer *t, uint64_
     transfer_row e;
     rc = store_get_transfer_row(b->txn, l, idv, &e);
     if (rc == 0)
-      return create_transfer_exists(t, &e.transfer);
+      return create_transfer_exists(b, t, &e.transfer);
   }
   if (rc != MDB_NOTFOUND) {
     batch_fail(b, rc);
@@ -852,6 +864,8 @@ static int apply_once(ledger *l, const ledger_event *events, ledger_result *resu
     if (!rc)
       memcpy(hash, (const uint8_t *)v.mv_data + v.mv_size - JOURNAL_HASH_SIZE, sizeof hash);
   }
+  if (!rc && !recorded && expect)
+    rc = MDB_CORRUPTED; /* the record's expiries are not due in this ledger */
   if (rc || !recorded) {
     mdb_txn_abort(txn);
     cache_clear(l);
@@ -900,8 +914,8 @@ int ledger_replay_record(ledger *l, const void *record, size_t len) {
   if (!l || !record || l->read_only)
     return LEDGER_E_INVAL;
   journal_view v;
-  if (journal_parse(record, len, &v))
-    return LEDGER_E_CORRUPT;
+  if (journal_parse(record, len, &v) || (v.event_count == 0 && v.expired_count == 0))
+    return LEDGER_E_CORRUPT; /* a batch that did nothing is never recorded */
   if (v.seq != l->journal_seq + 1 || memcmp(v.prev_hash, l->journal_head, JOURNAL_HASH_SIZE) ||
       (l->journal_seq && v.timestamp <= l->last_timestamp))
     return LEDGER_E_CORRUPT;

@@ -309,11 +309,11 @@ static int open_databases(ledger *l) {
   }
   if (!rc)
     rc = load_writer_state(l, txn);
-  if (rc || l->read_only) {
+  if (rc) {
     mdb_txn_abort(txn);
     return rc;
   }
-  return mdb_txn_commit(txn);
+  return mdb_txn_commit(txn); /* also for read-only: an aborted txn would close the handles */
 }
 
 /* Allocates the writer's scratch (apply.c). */

@@ -72,17 +72,21 @@ static int wait_for_work(ledger_queue *q) {
   uint64_t at = (uint64_t)deadline.tv_sec * NS_PER_S + (uint64_t)deadline.tv_nsec + wait_ns;
   deadline.tv_sec = (time_t)(at / NS_PER_S);
   deadline.tv_nsec = (long)(at % NS_PER_S);
-  rc = pthread_cond_timedwait(&q->work, &q->lock, &deadline);
-  return rc == ETIMEDOUT && !q->head;
+  pthread_cond_timedwait(&q->work, &q->lock, &deadline);
+  return !q->head && !q->closing && ledger_time(q->l) >= due;
 }
 
-/* Applies an empty batch: the ledger expires whatever is due by its own clock. */
+/* Applies an empty batch: the ledger expires whatever is due by its own clock. Counted as a
+ * batch only when it committed something. */
 static void expiry_pulse(ledger_queue *q) {
+  uint64_t seq_before = 0, seq_after = 0;
+  ledger_journal_head(q->l, &seq_before, NULL);
   uint64_t t0 = monotonic_ns();
   int rc = ledger_apply(q->l, NULL, NULL, 0);
   uint64_t t1 = monotonic_ns();
+  ledger_journal_head(q->l, &seq_after, NULL);
   pthread_mutex_lock(&q->lock);
-  if (rc == 0) {
+  if (rc == 0 && seq_after != seq_before) {
     q->stats.batches++;
     q->stats.last_batch_events = 0;
     q->stats.last_commit_ns = t1 - t0;
