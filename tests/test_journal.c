@@ -170,10 +170,11 @@ static uint64_t jr_head(ledger *l, uint8_t hash[32]) {
   return seq;
 }
 
-/* Builds the workload in a fresh directory: 10 records. */
-static jr_world jr_build(void) {
-  jr_world w = {.dir = fixture_tmpdir(), .now = JR_T0};
-  w.l = fixture_open(w.dir, &w.now);
+/* Builds the workload in a fresh directory: 10 records. The ledger's clock is w->now, so *w
+ * must stay where it is while the ledger is open. */
+static void jr_build(jr_world *w) {
+  *w = (jr_world){.dir = fixture_tmpdir(), .now = JR_T0};
+  w->l = fixture_open(w->dir, &w->now);
 
   { /* 1: accounts of every kind */
     ledger_event ev[7] = {
@@ -191,7 +192,7 @@ static jr_world jr_build(void) {
     ev[6].account.user_data_64 = 77;
     ev[6].account.user_data_32 = 7;
     ledger_result want[7] = {0};
-    jr_apply(&w, ev, want, 7);
+    jr_apply(w, ev, want, 7);
   }
   { /* 2: single-phase transfers */
     ledger_event ev[7] = {
@@ -203,7 +204,7 @@ static jr_world jr_build(void) {
     ev[6].transfer.user_data_64 = 3;
     ev[6].transfer.user_data_32 = 4;
     ledger_result want[7] = {0};
-    jr_apply(&w, ev, want, 7);
+    jr_apply(w, ev, want, 7);
   }
   { /* 3: rejected events, nothing linked */
     ledger_event ev[13] = {
@@ -228,7 +229,7 @@ static jr_world jr_build(void) {
                               LEDGER_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER,
                               LEDGER_AMOUNT_MUST_NOT_BE_ZERO,
                               LEDGER_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO};
-    jr_apply(&w, ev, want, 13);
+    jr_apply(w, ev, want, 13);
   }
   { /* 4: failed ids, linked chains (failing, succeeding, mixed kinds), an open chain */
     ledger_event ev[14] = {
@@ -261,7 +262,7 @@ static jr_world jr_build(void) {
                               LEDGER_CREDIT_ACCOUNT_NOT_FOUND,
                               LEDGER_OK,
                               LEDGER_LINKED_EVENT_CHAIN_OPEN};
-    jr_apply(&w, ev, want, 14);
+    jr_apply(w, ev, want, 14);
   }
   { /* 5: pending transfers; 131 stays open with an hour's timeout, 132 expires */
     ledger_event ev[5] = {
@@ -272,7 +273,7 @@ static jr_world jr_build(void) {
     ev[1].transfer.timeout = 3600;
     ev[2].transfer.timeout = 1;
     ledger_result want[5] = {0};
-    jr_apply(&w, ev, want, 5);
+    jr_apply(w, ev, want, 5);
   }
   { /* 6: posts and voids, good and bad */
     ledger_event ev[8] = {
@@ -293,31 +294,31 @@ static jr_world jr_build(void) {
                              LEDGER_PENDING_TRANSFER_NOT_FOUND,
                              LEDGER_EXCEEDS_PENDING_TRANSFER_AMOUNT,
                              LEDGER_PENDING_TRANSFER_ALREADY_POSTED};
-    jr_apply(&w, ev, want, 8);
+    jr_apply(w, ev, want, 8);
   }
   { /* An empty batch with nothing due does nothing: no record. */
-    uint64_t before = jr_head(w.l, NULL);
-    w.now += JR_STEP;
-    cr_assert_eq(ledger_apply(w.l, NULL, NULL, 0), 0);
-    cr_assert_eq(jr_head(w.l, NULL), before,
+    uint64_t before = jr_head(w->l, NULL);
+    w->now += JR_STEP;
+    cr_assert_eq(ledger_apply(w->l, NULL, NULL, 0), 0);
+    cr_assert_eq(jr_head(w->l, NULL), before,
                  "an empty batch with nothing to expire appended "
                  "a record");
   }
   { /* 7: two seconds later an empty batch expires 132 */
-    w.now += 2000000000ull;
-    uint64_t before = jr_head(w.l, NULL);
-    cr_assert_eq(ledger_apply(w.l, NULL, NULL, 0), 0);
-    w.records++;
-    cr_assert_eq(jr_head(w.l, NULL), before + 1, "the expiry did not append a record");
+    w->now += 2000000000ull;
+    uint64_t before = jr_head(w->l, NULL);
+    cr_assert_eq(ledger_apply(w->l, NULL, NULL, 0), 0);
+    w->records++;
+    cr_assert_eq(jr_head(w->l, NULL), before + 1, "the expiry did not append a record");
     ledger_pending_state st;
     uint64_t resolved = 0;
-    cr_assert_eq(ledger_pending_state_of(w.l, ledger_id_make(0, 132), &st, &resolved), 0);
+    cr_assert_eq(ledger_pending_state_of(w->l, ledger_id_make(0, 132), &st, &resolved), 0);
     cr_assert_eq(st, LEDGER_PENDING_EXPIRED);
     cr_assert_neq(resolved, 0);
     ledger_transfer t131;
-    cr_assert_eq(ledger_lookup_transfer(w.l, ledger_id_make(0, 131), &t131), 0);
+    cr_assert_eq(ledger_lookup_transfer(w->l, ledger_id_make(0, 131), &t131), 0);
     uint64_t next = 0;
-    cr_assert_eq(ledger_next_expiry(w.l, &next), 0);
+    cr_assert_eq(ledger_next_expiry(w->l, &next), 0);
     cr_assert_eq(next, t131.timestamp + 3600ull * 1000000000ull);
   }
   { /* 8: after the expiry, a balancing transfer and history */
@@ -328,7 +329,7 @@ static jr_world jr_build(void) {
         jr_t(153, 5, 2, 5, 0),
     };
     ledger_result want[4] = {LEDGER_PENDING_TRANSFER_EXPIRED, LEDGER_OK, LEDGER_OK, LEDGER_OK};
-    jr_apply(&w, ev, want, 4);
+    jr_apply(w, ev, want, 4);
   }
   { /* 9: a bulk batch through the history account */
     ledger_event ev[300];
@@ -338,17 +339,16 @@ static jr_world jr_build(void) {
       uint64_t cr = i % 3 == 0 ? 2 : i % 3 == 1 ? 5 : 1;
       ev[i] = jr_t(200 + i, dr, cr, 1 + i % 7, 0);
     }
-    jr_apply(&w, ev, want, 300);
+    jr_apply(w, ev, want, 300);
   }
   { /* 10: mixed kinds in one batch */
     ledger_event ev[3] = {fixture_account(10, LEDGER_ACCOUNT_HISTORY), jr_t(160, 10, 1, 9, 0),
                           jr_t(161, 2, 10, 4, 0)};
     ledger_result want[3] = {0};
-    jr_apply(&w, ev, want, 3);
+    jr_apply(w, ev, want, 3);
   }
-  cr_assert_eq(jr_head(w.l, NULL), w.records);
-  fixture_assert_invariants(w.l);
-  return w;
+  cr_assert_eq(jr_head(w->l, NULL), w->records);
+  fixture_assert_invariants(w->l);
 }
 
 static void jr_destroy(jr_world *w) {
@@ -376,7 +376,22 @@ static void jr_assert_same_state(ledger *a, ledger *b) {
   uint8_t ha[32], hb[32];
   uint64_t sa = jr_head(a, ha), sb = jr_head(b, hb);
   cr_assert_eq(sa, sb, "heads: %" PRIu64 " vs %" PRIu64, sa, sb);
-  cr_assert(memcmp(ha, hb, 32) == 0, "head hashes differ");
+  if (memcmp(ha, hb, 32) != 0) {
+    /* Say where the journals part. */
+    jr_log la = jr_collect(a), lb = jr_collect(b);
+    for (size_t i = 0; i < la.n && i < lb.n; i++) {
+      size_t len = la.r[i].len < lb.r[i].len ? la.r[i].len : lb.r[i].len, at = 0;
+      while (at < len && la.r[i].bytes[at] == lb.r[i].bytes[at])
+        at++;
+      if (at < len || la.r[i].len != lb.r[i].len)
+        cr_assert_fail("head hashes differ: record %zu first differs at byte %zu (%zu vs %zu "
+                       "bytes; header 64, then 16 per expired id, 128 per event body, 4 per "
+                       "outcome); timestamps %" PRIu64 " vs %" PRIu64,
+                       i + 1, at, la.r[i].len, lb.r[i].len, jr_le64(la.r[i].bytes + 48),
+                       jr_le64(lb.r[i].bytes + 48));
+    }
+    cr_assert_fail("head hashes of record %" PRIu64 " differ", sa);
+  }
   for (uint64_t id = 0; id < JR_MAX_ACCOUNT; id++) {
     ledger_account x, y;
     memset(&x, 0xa5, sizeof x);
@@ -470,7 +485,8 @@ static void jr_rehash(unsigned char *bytes, size_t len) {
 /* ---- tests ------------------------------------------------------------------------- */
 
 Test(journal, records_follow_the_format_and_chain, .timeout = 60) {
-  jr_world w = jr_build();
+  jr_world w;
+  jr_build(&w);
   jr_log log = jr_collect(w.l);
   cr_assert_eq(log.n, w.records, "%zu records scanned, %" PRIu64 " expected", log.n, w.records);
   uint8_t prev[32] = {0};
@@ -539,7 +555,8 @@ static int jr_count_cb(uint64_t seq, const void *record, size_t len, void *arg) 
 }
 
 Test(journal, verify_and_scan_of_an_intact_ledger, .timeout = 60) {
-  jr_world w = jr_build();
+  jr_world w;
+  jr_build(&w);
   uint64_t bad = 12345;
   cr_assert_eq(ledger_journal_verify(w.l, &bad), 0);
   cr_assert_eq(ledger_journal_verify(w.l, NULL), 0);
@@ -562,11 +579,29 @@ Test(journal, verify_and_scan_of_an_intact_ledger, .timeout = 60) {
   cr_assert_eq(jr_head(w.l, h2), s1);
   cr_assert(memcmp(h1, h2, 32) == 0);
   cr_assert_eq(ledger_journal_verify(w.l, &bad), 0);
+  /* An auditor opens it read-only: verify and scan work, replay and apply are refused. */
+  ledger_close(w.l);
+  ledger_options ro = {.flags = LEDGER_OPEN_READ_ONLY};
+  int rc = ledger_open(w.dir, &ro, &w.l);
+  cr_assert_eq(rc, 0, "read-only open: %s", ledger_strerror(rc));
+  bad = 0;
+  rc = ledger_journal_verify(w.l, &bad);
+  cr_assert_eq(rc, 0, "read-only verify: %s (bad_seq %" PRIu64 ")", ledger_strerror(rc), bad);
+  cr_assert_eq(jr_head(w.l, h2), s1);
+  jr_log log = jr_collect(w.l);
+  cr_assert_eq(log.n, s1);
+  cr_assert_eq(ledger_replay_record(w.l, log.r[0].bytes, log.r[0].len), LEDGER_E_INVAL);
+  ledger_event ev = fixture_account(19, 0);
+  ledger_result res;
+  cr_assert_eq(ledger_apply(w.l, &ev, &res, 1), LEDGER_E_INVAL);
+  cr_assert_eq(jr_head(w.l, NULL), s1);
+  jr_log_free(&log);
   jr_destroy(&w);
 }
 
 Test(journal, replay_reproduces_the_ledger, .timeout = 60) {
-  jr_world w = jr_build();
+  jr_world w;
+  jr_build(&w);
   jr_log log = jr_collect(w.l);
   char *rdir = NULL;
   ledger *r = jr_replica(&rdir);
@@ -587,9 +622,21 @@ Test(journal, replay_reproduces_the_ledger, .timeout = 60) {
               "replica's record %zu differs", i + 1);
   }
   fixture_assert_invariants(r);
-  /* Reopened, the replica is still the same; and it goes on like the original. */
+  /* Reopened, the replica is still the same; and, given the same clock and the same next
+   * batch, it writes the same next record as the original (a standby can take over). */
   ledger_close(r);
-  r = fixture_open(rdir, NULL);
+  uint64_t rnow = w.now;
+  r = fixture_open(rdir, &rnow);
+  jr_assert_same_state(w.l, r);
+  ledger_event next[3] = {jr_t(600, 1, 2, 7, LEDGER_TRANSFER_PENDING), jr_t(601, 2, 5, 3, 0),
+                          jr_resolve(602, 131, 0, 0, 0, LEDGER_TRANSFER_VOID_PENDING)};
+  next[0].transfer.timeout = 60;
+  ledger_result want[3] = {LEDGER_OK, LEDGER_OK, LEDGER_OK};
+  rnow = w.now + JR_STEP;
+  jr_apply(&w, next, want, 3);
+  ledger_result got[3];
+  cr_assert_eq(ledger_apply(r, next, got, 3), 0);
+  cr_assert(memcmp(got, want, sizeof got) == 0);
   jr_assert_same_state(w.l, r);
   ledger_close(r);
   jr_log_free(&copy);
@@ -600,7 +647,8 @@ Test(journal, replay_reproduces_the_ledger, .timeout = 60) {
 }
 
 Test(journal, flipped_bytes_are_refused, .timeout = 60) {
-  jr_world w = jr_build();
+  jr_world w;
+  jr_build(&w);
   jr_log log = jr_collect(w.l);
   char *rdir = NULL;
   ledger *r = jr_replica(&rdir);
@@ -668,7 +716,8 @@ Test(journal, flipped_bytes_are_refused, .timeout = 60) {
 Test(journal, forged_records_with_valid_hashes_are_refused, .timeout = 60) {
   /* The hash holds (recomputed), but the content disagrees with what the replica computes
    * or with its head: every one must be refused. */
-  jr_world w = jr_build();
+  jr_world w;
+  jr_build(&w);
   jr_log log = jr_collect(w.l);
   char *rdir = NULL;
   ledger *r = jr_replica(&rdir);
@@ -751,7 +800,8 @@ Test(journal, forged_records_that_reproduce_nothing_are_refused, .timeout = 60) 
    * and no expiries, or the expiry record dated before anything was due. Replay must refuse
    * it (LEDGER_E_CORRUPT), not return 0 with nothing committed: on success the contract
    * says the replica's head equals the record's. */
-  jr_world w = jr_build();
+  jr_world w;
+  jr_build(&w);
   jr_log log = jr_collect(w.l);
   char *rdir = NULL;
   ledger *r = jr_replica(&rdir);
@@ -785,7 +835,8 @@ Test(journal, forged_records_that_reproduce_nothing_are_refused, .timeout = 60) 
 }
 
 Test(journal, out_of_order_and_repeated_records_are_refused, .timeout = 60) {
-  jr_world w = jr_build();
+  jr_world w;
+  jr_build(&w);
   jr_log log = jr_collect(w.l);
   cr_assert_geq(log.n, 5);
   char *rdir = NULL;
@@ -909,7 +960,8 @@ static void jr_expect_bad_seq(jr_world *w, uint64_t want) {
 }
 
 Test(journal, tampering_on_disk_is_found_by_verify, .timeout = 60) {
-  jr_world w = jr_build();
+  jr_world w;
+  jr_build(&w);
   cr_assert_gt(w.records, 4);
   jr_log orig = jr_collect(w.l);
 
@@ -940,6 +992,28 @@ Test(journal, tampering_on_disk_is_found_by_verify, .timeout = 60) {
   jr_tamper_on_disk(w.dir, 3, jr_forge_cb);
   w.l = fixture_open(w.dir, &w.now);
   jr_expect_bad_seq(&w, 4);
+
+  /* The head record damaged: either ledger_open refuses (journal head unreadable) or the
+   * ledger opens and verify names the head. */
+  {
+    uint64_t last = w.records;
+    ledger_close(w.l);
+    w.l = NULL;
+    jr_tamper_on_disk(w.dir, last, jr_flip_body_cb);
+    ledger *l = NULL;
+    int orc = ledger_open(w.dir, NULL, &l);
+    if (orc == 0) {
+      uint64_t bad = 0;
+      cr_assert_eq(ledger_journal_verify(l, &bad), LEDGER_E_CORRUPT);
+      cr_assert_eq(bad, 4, "record 4's link to the forged record 3 fails first, got %" PRIu64, bad);
+      ledger_close(l);
+    } else {
+      cr_assert_eq(orc, LEDGER_E_CORRUPT, "open with a damaged head: %s", ledger_strerror(orc));
+    }
+    jr_tamper_on_disk(w.dir, last, jr_flip_body_cb); /* restore it */
+    w.l = fixture_open(w.dir, &w.now);
+    jr_expect_bad_seq(&w, 4);
+  }
 
   /* The tampered ledger's journal, replayed, is refused at record 3 or 4, never silently
    * taken. */

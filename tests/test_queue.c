@@ -640,3 +640,153 @@ Test(queue, expiry_happens_without_submissions, .timeout = 60) {
   q_assert_called_once(&r2, "request", 2);
   q_finish(l, dir);
 }
+
+/* ---- batching boundaries ------------------------------------------------------------ */
+
+typedef struct q_counts {
+  size_t records;
+  uint32_t min_events, max_events;
+  int bad; /* a record with an event count that is not a multiple of `unit` */
+  uint32_t unit;
+} q_counts;
+
+static int q_count_cb(uint64_t seq, const void *record, size_t len, void *arg) {
+  (void)seq;
+  q_counts *c = arg;
+  if (len < 64)
+    return -1;
+  uint32_t events;
+  memcpy(&events, (const unsigned char *)record + 56, 4);
+  c->records++;
+  if (events < c->min_events)
+    c->min_events = events;
+  if (events > c->max_events)
+    c->max_events = events;
+  if (c->unit && events % c->unit)
+    c->bad = 1;
+  return 0;
+}
+
+Test(queue, requests_are_never_split_across_batches, .timeout = 60) {
+  /* max_batch 7 and requests of 3 events: a batch holds at most two whole requests, never a
+   * part of one. Each request ends with a linked chain that fails, so a request joined to
+   * its neighbour's chain, or split, would change results. */
+  char *dir = NULL;
+  ledger *l = q_open(&dir, NULL);
+  uint64_t head0 = q_head(l);
+  ledger_queue *q = NULL;
+  ledger_queue_options o = {.max_batch = 7};
+  cr_assert_eq(ledger_queue_start(l, &o, &q), 0);
+  enum { N = 300 };
+  q_req *reqs = calloc(N, sizeof *reqs);
+  cr_assert_not_null(reqs);
+  atomic_uint_fast64_t done = 0;
+  for (size_t i = 0; i < N; i++) {
+    q_req *r = &reqs[i];
+    r->done = &done;
+    r->n = 3;
+    r->ev[0] = fixture_transfer(1000 + 3 * i, 1, 2, 1, 0);
+    r->ev[1] = fixture_transfer(1001 + 3 * i, 2, 3, 1, LEDGER_TRANSFER_LINKED);
+    r->ev[2] = fixture_transfer(1002 + 3 * i, 3, 99, 1, 0);
+    r->want[0] = LEDGER_OK;
+    r->want[1] = LEDGER_LINKED_EVENT_FAILED;
+    r->want[2] = LEDGER_CREDIT_ACCOUNT_NOT_FOUND;
+    cr_assert_eq(ledger_queue_submit(q, r->ev, 3, q_done_cb, r, LEDGER_SUBMIT_WAIT), 0);
+  }
+  cr_assert(q_wait_count(&done, N, 30000));
+  ledger_queue_stats st;
+  ledger_queue_stats_of(q, &st);
+  ledger_queue_close(q);
+  for (size_t i = 0; i < N; i++)
+    q_assert_called_once(&reqs[i], "request", i);
+  q_counts c = {.min_events = UINT32_MAX, .unit = 3};
+  cr_assert_eq(ledger_journal_scan(l, head0 + 1, q_count_cb, &c), 0);
+  cr_log_info("%zu records of %u..%u events", c.records, c.min_events, c.max_events);
+  cr_assert_eq(c.records, st.batches);
+  cr_assert(!c.bad, "a record holds part of a request");
+  cr_assert_geq(c.min_events, 3);
+  cr_assert_leq(c.max_events, 6, "a batch above max_batch");
+  cr_assert_geq(c.records, N / 2);
+  free(reqs);
+  q_finish(l, dir);
+}
+
+/* ---- a failing batch ---------------------------------------------------------------- */
+
+typedef struct q_bulk {
+  atomic_int calls;
+  int status;
+  size_t n;
+  size_t full, ok, other;
+} q_bulk;
+
+static void q_bulk_cb(int status, const ledger_event *events, const ledger_result *results,
+                      size_t n, void *arg) {
+  (void)events;
+  q_bulk *b = arg;
+  b->status = status;
+  b->n = n;
+  for (size_t i = 0; i < n; i++) {
+    if (results[i] == LEDGER_BATCH_STORAGE_FULL)
+      b->full++;
+    else if (results[i] == LEDGER_OK)
+      b->ok++;
+    else
+      b->other++;
+  }
+  atomic_fetch_add(&b->calls, 1);
+}
+
+static int q_wait_calls(atomic_int *calls, int want, unsigned timeout_ms) {
+  uint64_t end = q_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+  while (atomic_load(calls) < want) {
+    if (q_now_ns() > end)
+      return 0;
+    q_sleep_ms(1);
+  }
+  return 1;
+}
+
+Test(queue, a_batch_that_does_not_fit_fails_whole_and_the_queue_goes_on, .timeout = 60) {
+  /* A 2 MiB map that may not grow: a batch of LEDGER_BATCH_MAX transfers cannot fit. Its
+   * requests' callbacks get LEDGER_E_FULL and BATCH_STORAGE_FULL results, nothing of it is
+   * committed, and the next small request succeeds. */
+  ledger_options opts = {.map_size = 2u << 20, .map_size_max = 2u << 20};
+  char *dir = NULL;
+  ledger *l = q_open(&dir, &opts);
+  uint64_t head0 = q_head(l);
+  ledger_queue *q = NULL;
+  cr_assert_eq(ledger_queue_start(l, NULL, &q), 0);
+  ledger_event *big = calloc(LEDGER_BATCH_MAX, sizeof *big);
+  cr_assert_not_null(big);
+  for (size_t i = 0; i < LEDGER_BATCH_MAX; i++)
+    big[i] = fixture_transfer(100000 + i, 1 + i % 3, 4, 1, 0);
+  q_bulk b = {0};
+  cr_assert_eq(ledger_queue_submit(q, big, LEDGER_BATCH_MAX, q_bulk_cb, &b, 0), 0);
+  cr_assert(q_wait_calls(&b.calls, 1, 20000), "no callback for the big request");
+  cr_assert_eq(b.status, LEDGER_E_FULL, "status %s", ledger_strerror(b.status));
+  cr_assert_eq(b.n, LEDGER_BATCH_MAX);
+  cr_assert_eq(b.full, LEDGER_BATCH_MAX, "%zu full, %zu ok, %zu other results", b.full, b.ok,
+               b.other);
+  cr_assert_eq(q_head(l), head0, "a failed batch wrote a journal record");
+  ledger_transfer t;
+  cr_assert_eq(ledger_lookup_transfer(l, big[0].transfer.id, &t), LEDGER_E_NOTFOUND);
+  cr_assert_eq(ledger_lookup_transfer(l, big[LEDGER_BATCH_MAX - 1].transfer.id, &t),
+               LEDGER_E_NOTFOUND);
+
+  q_bulk small = {0};
+  cr_assert_eq(ledger_queue_submit(q, big, 1, q_bulk_cb, &small, 0), 0);
+  cr_assert(q_wait_calls(&small.calls, 1, 20000));
+  cr_assert_eq(small.status, 0, "after a full batch: %s", ledger_strerror(small.status));
+  cr_assert_eq(small.ok, 1);
+  cr_assert_eq(q_head(l), head0 + 1);
+  ledger_queue_stats st;
+  ledger_queue_stats_of(q, &st);
+  cr_assert_eq(st.batches, 2, "a failed and a committed batch: %" PRIu64, st.batches);
+  ledger_queue_close(q);
+  cr_assert_eq(atomic_load(&b.calls), 1);
+  cr_assert_eq(atomic_load(&small.calls), 1);
+  cr_assert_eq(ledger_lookup_transfer(l, big[0].transfer.id, &t), 0);
+  free(big);
+  q_finish(l, dir);
+}
