@@ -1003,6 +1003,12 @@ Test(ledger, linked_chain_open_at_the_end_of_the_batch) {
   EXPECT_BATCH(&c, one, open1);
   assert_no_account(&c, 3);
 
+  /* an open chain fails as a whole, whatever its events: linked_event_failed on all but the
+   * last, even on one that is invalid by itself */
+  ledger_event bad[] = {linked(tr(13, 1, 2, 0)), linked(tr(14, 1, 2, 1))};
+  ledger_result bad_want[] = {LEDGER_LINKED_EVENT_FAILED, LEDGER_LINKED_EVENT_CHAIN_OPEN};
+  EXPECT_BATCH(&c, bad, bad_want);
+
   /* an earlier, closed chain in the same batch is not affected */
   ledger_event two[] = {linked(tr(15, 1, 2, 1)), tr(16, 2, 1, 1), linked(tr(17, 1, 2, 1))};
   ledger_result two_want[] = {LEDGER_OK, LEDGER_OK, LEDGER_LINKED_EVENT_CHAIN_OPEN};
