@@ -207,16 +207,19 @@ static void jr_build(jr_world *w) {
     jr_apply(w, ev, want, 7);
   }
   { /* 3: rejected events, nothing linked */
-    ledger_event ev[13] = {
+    ledger_event ev[14] = {
         jr_t(110, 3, 1, 1000, 0), jr_t(111, 1, 4, 100, 0), jr_t(112, 1, 1, 5, 0),
         jr_t(0, 1, 2, 5, 0),      jr_t(113, 1, 6, 5, 0),   jr_t(114, 1, 99, 5, 0),
         jr_t(100, 1, 2, 100, 0),  jr_t(100, 1, 2, 101, 0), fixture_account(1, 0),
         fixture_account(2, 0),    jr_t(115, 1, 2, 5, 0),   jr_t(116, 1, 2, 0, 0),
-        jr_t(117, 0, 2, 5, 0),
+        jr_t(117, 0, 2, 5, 0),    jr_t(118, 0, 0, 0, 0),
     };
     ev[9].account.code = 2;
     ev[10].transfer.timeout = 5;
-    ledger_result want[13] = {LEDGER_EXCEEDS_CREDITS,
+    memset(&ev[13], 0, sizeof ev[13]); /* an event of unknown kind: stored with kind 0 */
+    ev[13].kind = 7;
+    ev[13].transfer.id = ledger_id_make(0, 118);
+    ledger_result want[14] = {LEDGER_EXCEEDS_CREDITS,
                               LEDGER_EXCEEDS_DEBITS,
                               LEDGER_ACCOUNTS_MUST_BE_DIFFERENT,
                               LEDGER_ID_MUST_NOT_BE_ZERO,
@@ -228,8 +231,9 @@ static void jr_build(jr_world *w) {
                               LEDGER_EXISTS_WITH_DIFFERENT_CODE,
                               LEDGER_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER,
                               LEDGER_AMOUNT_MUST_NOT_BE_ZERO,
-                              LEDGER_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO};
-    jr_apply(w, ev, want, 13);
+                              LEDGER_DEBIT_ACCOUNT_ID_MUST_NOT_BE_ZERO,
+                              LEDGER_UNKNOWN_EVENT_KIND};
+    jr_apply(w, ev, want, 14);
   }
   { /* 4: failed ids, linked chains (failing, succeeding, mixed kinds), an open chain */
     ledger_event ev[14] = {
@@ -491,7 +495,7 @@ Test(journal, records_follow_the_format_and_chain, .timeout = 60) {
   cr_assert_eq(log.n, w.records, "%zu records scanned, %" PRIu64 " expected", log.n, w.records);
   uint8_t prev[32] = {0};
   uint64_t prev_ts = 0;
-  unsigned with_expiry = 0;
+  unsigned with_expiry = 0, unknown = 0, checked_ts = 0;
   for (size_t i = 0; i < log.n; i++) {
     const jr_rec *r = &log.r[i];
     cr_assert_eq(r->seq, i + 1, "scan gave seq %" PRIu64 " at position %zu", r->seq, i);
@@ -506,15 +510,45 @@ Test(journal, records_follow_the_format_and_chain, .timeout = 60) {
     SHA256(r->bytes, r->len - JR_HASH, h);
     cr_assert(memcmp(h, r->bytes + v.hash, 32) == 0, "record %" PRIu64 ": SHA-256 mismatch",
               r->seq);
-    cr_assert_gt(v.ts, prev_ts, "record %" PRIu64 ": timestamp not increasing", r->seq);
+    /* Timestamps (JOURNAL.md): expiry k at T + k, event i at T + X + i, and the next
+     * record's T above this one's last, T + X + E - 1. */
+    cr_assert_gt(v.ts, prev_ts,
+                 "record %" PRIu64 ": timestamp %" PRIu64 " not above the "
+                 "previous record's last %" PRIu64,
+                 r->seq, v.ts, prev_ts);
     cr_assert_geq(v.ts, JR_T0, "record %" PRIu64 ": timestamp not from the ledger's clock", r->seq);
-    prev_ts = v.ts;
+    cr_assert(v.events || v.expired, "record %" PRIu64 " records nothing", r->seq);
+    prev_ts = v.ts + v.expired + v.events - 1;
     for (uint32_t e = 0; e < v.events; e++) {
       uint16_t kind = jr_le16(r->bytes + v.trailers + 4 * e);
       uint16_t result = jr_le16(r->bytes + v.trailers + 4 * e + 2);
+      cr_assert_lt(result, LEDGER_RESULT_COUNT_);
+      if (result == LEDGER_UNKNOWN_EVENT_KIND) {
+        cr_assert_eq(kind, 0, "record %" PRIu64 " event %u: unknown kind stored as %u", r->seq, e,
+                     kind);
+        unknown++;
+        continue;
+      }
       cr_assert(kind == LEDGER_EVENT_CREATE_ACCOUNT || kind == LEDGER_EVENT_CREATE_TRANSFER,
                 "record %" PRIu64 " event %u: kind %u", r->seq, e, kind);
-      cr_assert_lt(result, LEDGER_RESULT_COUNT_);
+      if (result != LEDGER_OK)
+        continue;
+      ledger_id id = {jr_le64(r->bytes + v.bodies + JR_BODY * e),
+                      jr_le64(r->bytes + v.bodies + JR_BODY * e + 8)};
+      uint64_t ts = 0;
+      if (kind == LEDGER_EVENT_CREATE_ACCOUNT) {
+        ledger_account a;
+        cr_assert_eq(ledger_lookup_account(w.l, id, &a), 0);
+        ts = a.timestamp;
+      } else {
+        ledger_transfer t;
+        cr_assert_eq(ledger_lookup_transfer(w.l, id, &t), 0);
+        ts = t.timestamp;
+      }
+      cr_assert_eq(ts, v.ts + v.expired + e,
+                   "record %" PRIu64 " event %u: timestamp %" PRIu64 ", want T + X + i = %" PRIu64,
+                   r->seq, e, ts, v.ts + v.expired + e);
+      checked_ts++;
     }
     if (v.expired) {
       with_expiry++;
@@ -522,10 +556,17 @@ Test(journal, records_follow_the_format_and_chain, .timeout = 60) {
       cr_assert_eq(v.expired, 1);
       cr_assert_eq(jr_le64(r->bytes + v.ids), 132, "expired id");
       cr_assert_eq(jr_le64(r->bytes + v.ids + 8), 0, "expired id (high half)");
+      ledger_pending_state st;
+      uint64_t resolved = 0;
+      cr_assert_eq(ledger_pending_state_of(w.l, ledger_id_make(0, 132), &st, &resolved), 0);
+      cr_assert_eq(resolved, v.ts, "expiry 0 of record %" PRIu64 " at %" PRIu64 ", want T", r->seq,
+                   resolved);
     }
     memcpy(prev, h, 32);
   }
   cr_assert_eq(with_expiry, 1);
+  cr_assert_eq(unknown, 1);
+  cr_assert_gt(checked_ts, 300);
   /* Spot checks against what was submitted: record 2's first body is transfer 100 as sent,
    * record 3's results are the rejections. */
   jr_view v2 = jr_parse(&log.r[1]);

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -457,9 +458,13 @@ static void crash_run(const char *name, uint32_t m, unsigned rounds, crash_mode 
       break;
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
+    pid_t parent = getpid();
     pid_t pid = fork();
     cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
     if (pid == 0) {
+      /* Die with the test process if an assertion ends it early. */
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(20);
       close(fds[0]);
       crash_child(dir, m, max_batches, fds[1]);
     }
