@@ -940,6 +940,7 @@ static void jr_tamper_on_disk(const char *dir, uint64_t seq,
   cr_assert_eq(rc, 0, "no \"journal\" database: %s", mdb_strerror(rc));
   unsigned flags = 0;
   cr_assert_eq(mdb_dbi_flags(txn, dbi, &flags), 0);
+  cr_assert(flags & MDB_INTEGERKEY, "JOURNAL.md: the journal has 8-byte integer keys");
   MDB_cursor *cur = NULL;
   cr_assert_eq(mdb_cursor_open(txn, dbi, &cur), 0);
   MDB_val k, v;
