@@ -68,7 +68,13 @@ segs() { sed -n 's/.*"segments_per_sec":\[\([^]]*\)\].*/\1/p' "$1" | tr ',' ' ';
 run() {
   name=$1
   shift
-  echo "run.sh: $name: $*" >&2
+  if [ "$1" = L ]; then
+    shift
+    echo "run.sh: $name: tuma-bench ledger --accounts 10000 --transfers $transfers --batch 8190 --tmpdir $tmpbase --json $*" >&2
+    set -- L "$@"
+  else
+    echo "run.sh: $name: $*" >&2
+  fi
   if "$@" >"$tmp/$name.json" 2>"$tmp/$name.err"; then
     cat "$tmp/$name.json" >>"$out"
   else
@@ -88,8 +94,15 @@ trap 'exit 143' TERM
 
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 fs=$(df -T "$tmpbase" | awk 'NR == 2 { print $2 " on " $1 }')
-printf '{"bench":"machine","nproc":%s,"cpu":"%s","kernel":"%s","tmpdir":"%s","fs":"%s"}\n' \
-  "$(nproc)" "$cpu" "$(uname -r)" "$tmpbase" "$fs" >>"$out"
+# Other work on the machine skews every figure here: record the load at the start.
+load=$(cut -d ' ' -f 1-3 /proc/loadavg)
+# Which ledger was measured: the commit, marked when ledger/ has uncommitted changes.
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git -C "$repo" status --porcelain -- ledger 2>/dev/null)" ]; then
+  commit="$commit+ledger-uncommitted"
+fi
+printf '{"bench":"machine","nproc":%s,"cpu":"%s","kernel":"%s","tmpdir":"%s","fs":"%s","loadavg":"%s","commit":"%s"}\n' \
+  "$(nproc)" "$cpu" "$(uname -r)" "$tmpbase" "$fs" "$load" "$commit" >>"$out"
 
 L() { "$tb" ledger --accounts 10000 --transfers "$transfers" --batch 8190 --tmpdir "$tmpbase" --json "$@"; }
 run fsync "$tb" fsync --count "$fsync_count" --tmpdir "$tmpbase" --json
@@ -118,6 +131,8 @@ verdict() { # verdict VALUE BAR: V=PASS/FAIL/- (not in a subshell: it counts mis
 
 echo
 echo "machine: $(nproc) cores, $cpu, kernel $(uname -r), temp folder $tmpbase ($fs)"
+echo "load average at the start: $load; at the end: $(cut -d ' ' -f 1-3 /proc/loadavg)"
+echo "code: $commit"
 [ "$quick" -eq 1 ] && echo "QUICK MODE: reduced runs, not bar figures"
 echo
 printf '%-22s %14s %10s %10s %8s %14s %6s\n' "run" "transfers/s" "p50 ms" "p99 ms" "errors" "bar" "ok"
