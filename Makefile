@@ -2,8 +2,11 @@
 # Debian machine needs nothing else. The build itself is Meson + Ninja in ./build.
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 15
 
-.PHONY: all deps build test asan bench run clean
+.PHONY: all deps build test asan fuzz fuzz-smoke bench run clean
 
 all: build
 
@@ -17,9 +20,11 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-# Everything the project checks: every Criterion suite (unit, property, crash, journal, queue).
+# Everything the project checks: every Criterion suite (unit, property, crash, journal, queue),
+# then a short run of every fuzzer.
 test: build
 	meson test -C $(BUILD) --print-errorlogs
+	$(MAKE) fuzz-smoke
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan: deps
@@ -28,6 +33,21 @@ asan: deps
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  meson test -C $(ASAN_BUILD) --print-errorlogs --timeout-multiplier 3
+
+# libFuzzer targets (proto/fuzz/), built with clang in their own build directory, each run on a
+# temporary copy of its committed seed corpus; any crash, leak or sanitizer report fails.
+# Crashing inputs are kept in $(FUZZ_BUILD)/fuzz-artifacts/.
+$(FUZZ_BUILD)/build.ninja:
+	./scripts/deps
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=false
+
+fuzz-smoke: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzz
+	./proto/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS)
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) fuzz
+	./proto/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 # The benchmark set of bench/RESULTS.md (a few minutes).
 bench: build
@@ -38,4 +58,4 @@ run: build
 	./$(BUILD)/bench/tuma-bench ledger --accounts 10000 --transfers 1000000 --batch 8190
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -4,6 +4,7 @@
 #include "frame.h"
 
 #include <assert.h>
+#include <stdlib.h>
 
 const char *proto_frame_strerror(int status) {
   switch (status) {
@@ -122,11 +123,56 @@ int proto_admin_envelope_encode(const Tuma__V1__AdminEnvelope *env, uint8_t *out
   return frame_encode(&env->base, (unsigned)env->body_case, out, cap, len);
 }
 
+/* Drops the unknown fields of m and of every message inside it, so that nothing a peer sent
+ * that the switch did not understand is ever relayed (a decoded Party reused in a forward, say),
+ * and so that re-encoding a decoded message gives bytes that decode again. Returns -1 when one
+ * of them has an invalid field number (0, or above 2^29 - 1): protobuf-c accepts those when the
+ * tag is written as an overlong varint, and its own encoding of them would not decode.
+ * Unknown fields come from the system allocator: decode unpacks with allocator NULL. */
+static int frame_strip_unknown(ProtobufCMessage *m) {
+  int rc = 0;
+  for (unsigned i = 0; i < m->n_unknown_fields; i++) {
+    uint32_t tag = m->unknown_fields[i].tag;
+    if (tag == 0 || tag > 0x1fffffffu)
+      rc = -1;
+    free(m->unknown_fields[i].data);
+  }
+  free(m->unknown_fields);
+  m->unknown_fields = NULL;
+  m->n_unknown_fields = 0;
+
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+      continue;
+    void *member = (char *)m + f->offset;
+    void *quantifier = (char *)m + f->quantifier_offset;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(size_t *)quantifier;
+      ProtobufCMessage **subs = *(ProtobufCMessage ***)member;
+      for (size_t k = 0; k < n; k++)
+        if (subs[k] && frame_strip_unknown(subs[k]) != 0)
+          rc = -1;
+      continue;
+    }
+    /* A oneof member's pointer is only its own when the case says so. */
+    if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(uint32_t *)quantifier != f->id)
+      continue;
+    ProtobufCMessage *sub = *(ProtobufCMessage **)member;
+    if (sub && frame_strip_unknown(sub) != 0)
+      rc = -1;
+  }
+  return rc;
+}
+
 Tuma__V1__Envelope *proto_envelope_decode(const uint8_t *body, size_t len) {
   if (!body || len == 0)
     return NULL;
   Tuma__V1__Envelope *env = tuma__v1__envelope__unpack(NULL, len, body);
-  if (env && env->body_case == TUMA__V1__ENVELOPE__BODY__NOT_SET) {
+  if (!env)
+    return NULL;
+  if (env->body_case == TUMA__V1__ENVELOPE__BODY__NOT_SET || frame_strip_unknown(&env->base)) {
     tuma__v1__envelope__free_unpacked(env, NULL);
     return NULL;
   }
@@ -137,7 +183,10 @@ Tuma__V1__AdminEnvelope *proto_admin_envelope_decode(const uint8_t *body, size_t
   if (!body || len == 0)
     return NULL;
   Tuma__V1__AdminEnvelope *env = tuma__v1__admin_envelope__unpack(NULL, len, body);
-  if (env && env->body_case == TUMA__V1__ADMIN_ENVELOPE__BODY__NOT_SET) {
+  if (!env)
+    return NULL;
+  if (env->body_case == TUMA__V1__ADMIN_ENVELOPE__BODY__NOT_SET ||
+      frame_strip_unknown(&env->base)) {
     tuma__v1__admin_envelope__free_unpacked(env, NULL);
     return NULL;
   }

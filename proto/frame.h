@@ -76,12 +76,15 @@ int proto_admin_envelope_encode(const Tuma__V1__AdminEnvelope *env, uint8_t *out
                                 size_t *len);
 
 /* Decodes one frame body (what proto_frame_parse() pointed at) into a new envelope, or returns
- * NULL for anything that does not decode, that has no body (oneof case NOT_SET), or when
- * allocation fails. The caller owns the result: free it with
- * tuma__v1__envelope__free_unpacked(env, NULL) / tuma__v1__admin_envelope__free_unpacked().
- * The result does not point into body (protobuf-c copies), so body may go right after.
- * A decoded envelope is only well-formed protobuf: the receiver still validates every field
- * (proto_id16_valid, proto_currency_valid, missing sub-messages are NULL pointers, …). */
+ * NULL for anything that does not decode, that has no body (oneof case NOT_SET), that uses a
+ * field number of 0 or above 2^29 - 1 (protobuf-c would accept it), or when allocation fails.
+ * Unknown fields (a newer peer's additions) are accepted and dropped, at every depth: what the
+ * switch re-encodes from a decoded message carries only the fields it knows. O(len). The caller
+ * owns the result: free it with tuma__v1__envelope__free_unpacked(env, NULL) /
+ * tuma__v1__admin_envelope__free_unpacked(). The result does not point into body (protobuf-c
+ * copies), so body may go right after. A decoded envelope is only well-formed protobuf: the
+ * receiver still validates every field (proto_id16_valid, proto_currency_valid, missing
+ * sub-messages are NULL pointers, …). */
 Tuma__V1__Envelope *proto_envelope_decode(const uint8_t *body, size_t len);
 Tuma__V1__AdminEnvelope *proto_admin_envelope_decode(const uint8_t *body, size_t len);
 

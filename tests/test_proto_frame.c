@@ -480,6 +480,48 @@ Test(proto_frame, envelope_without_body) {
   tuma__v1__envelope__free_unpacked(d, NULL);
 }
 
+/* Unknown fields (a newer peer's) decode and are dropped at every depth; invalid field
+ * numbers that protobuf-c would accept through an overlong tag are refused. */
+Test(proto_frame, unknown_fields) {
+  /* Ping{nonce 5, field 100 = 1}, then field 99 = 1 at the top. */
+  const uint8_t newer[] = {0xfa, 0x01, 0x05, 0x08, 0x05, 0xa0, 0x06, 0x01, 0x98, 0x06, 0x01};
+  Tuma__V1__Envelope *e = proto_envelope_decode(newer, sizeof newer);
+  cr_assert_not_null(e);
+  cr_assert_eq(e->body_case, TUMA__V1__ENVELOPE__BODY_PING);
+  cr_assert_eq(e->ping->nonce, 5);
+  cr_assert_eq(e->base.n_unknown_fields, 0);
+  cr_assert_eq(e->ping->base.n_unknown_fields, 0);
+  uint8_t out[64];
+  size_t len;
+  cr_assert_eq(proto_envelope_encode(e, out, sizeof out, &len), PROTO_FRAME_OK);
+  const uint8_t want[] = {0, 0, 0, 5, 0xfa, 0x01, 0x02, 0x08, 0x05};
+  cr_assert_eq(len, sizeof want);
+  cr_assert_eq(memcmp(out, want, len), 0);
+  tuma__v1__envelope__free_unpacked(e, NULL);
+
+  /* Inside a repeated sub-message of an admin envelope: ParticipantListResult{Participant{
+   * participant_id "a", field 9 = 1}}. */
+  const uint8_t adm[] = {0x6a, 0x07, 0x0a, 0x05, 0x0a, 0x01, 'a', 0x48, 0x01};
+  Tuma__V1__AdminEnvelope *ae = proto_admin_envelope_decode(adm, sizeof adm);
+  cr_assert_not_null(ae);
+  cr_assert_eq(ae->body_case, TUMA__V1__ADMIN_ENVELOPE__BODY_PARTICIPANT_LIST_RESULT);
+  cr_assert_eq(ae->participant_list_result->n_participants, 1);
+  cr_assert_str_eq(ae->participant_list_result->participants[0]->participant_id, "a");
+  cr_assert_eq(ae->participant_list_result->participants[0]->base.n_unknown_fields, 0);
+  tuma__v1__admin_envelope__free_unpacked(ae, NULL);
+
+  /* Field number 0 written as an overlong tag (80 00), found by fuzz_frame: protobuf-c takes
+   * it, re-encodes it as 00, and then refuses its own output. */
+  const uint8_t zero_in_ping[] = {0xfa, 0x01, 0x05, 0x08, 0x05, 0x80, 0x00, 0x16};
+  cr_assert_null(proto_envelope_decode(zero_in_ping, sizeof zero_in_ping));
+  const uint8_t zero_on_top[] = {0x08, 0x01, 0x80, 0x00, 0x01, 0xfa, 0x01, 0x00};
+  cr_assert_null(proto_envelope_decode(zero_on_top, sizeof zero_on_top));
+  cr_assert_null(proto_admin_envelope_decode(zero_on_top, sizeof zero_on_top));
+  /* Field number 2^29, beyond protobuf's range. */
+  const uint8_t too_big[] = {0x80, 0x80, 0x80, 0x80, 0x10, 0x01, 0xfa, 0x01, 0x00};
+  cr_assert_null(proto_envelope_decode(too_big, sizeof too_big));
+}
+
 Test(proto_frame, garbage_bodies) {
   static const struct {
     const char *what;
