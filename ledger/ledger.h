@@ -348,6 +348,12 @@ int ledger_account_transfers(ledger *l, const ledger_account_filter *f, ledger_t
 int ledger_account_balances(ledger *l, const ledger_account_filter *f, ledger_balance *out,
                             size_t cap, size_t *n);
 
+/* Calls cb for each open pending transfer that has a timeout, in order of expiry, in one read
+ * transaction (pending transfers without a timeout are not listed); the transfer is borrowed
+ * for the call. A non-zero return from cb stops the scan and is returned. O(open pendings). */
+typedef int (*ledger_pending_cb)(const ledger_transfer *t, uint64_t expires_at, void *arg);
+int ledger_scan_expiring(ledger *l, ledger_pending_cb cb, void *arg);
+
 /* Sums over all accounts, for the invariant checks of tests and audits. */
 typedef struct ledger_totals {
   uint64_t accounts;

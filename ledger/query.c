@@ -240,6 +240,38 @@ int ledger_totals_of(ledger *l, ledger_totals *out) {
   return rc == MDB_NOTFOUND ? 0 : store_error(rc);
 }
 
+int ledger_scan_expiring(ledger *l, ledger_pending_cb cb, void *arg) {
+  if (!l || !cb)
+    return LEDGER_E_INVAL;
+  MDB_txn *txn;
+  int rc = read_begin(l, &txn);
+  if (rc)
+    return store_error(rc);
+  MDB_cursor *cur;
+  rc = mdb_cursor_open(txn, l->db_expiry, &cur);
+  int stop = 0;
+  if (!rc) {
+    MDB_val k, v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !stop;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      if (k.mv_size != 16) {
+        rc = MDB_CORRUPTED;
+        break;
+      }
+      transfer_row row;
+      rc = store_get_transfer_row(txn, l, store_read_be64((const uint8_t *)k.mv_data + 8), &row);
+      if (rc)
+        break;
+      stop = cb(&row.transfer, store_read_be64(k.mv_data), arg);
+    }
+    mdb_cursor_close(cur);
+  }
+  read_end(l, txn);
+  if (stop)
+    return stop;
+  return rc == MDB_NOTFOUND ? 0 : store_error(rc);
+}
+
 int ledger_next_expiry(ledger *l, uint64_t *expires_at) {
   if (!l || !expires_at)
     return LEDGER_E_INVAL;

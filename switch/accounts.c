@@ -1,0 +1,56 @@
+/* accounts.c — ledger account and transfer ids of the switch (accounts.h). */
+#include "accounts.h"
+
+#include <openssl/sha.h>
+#include <string.h>
+
+ledger_id sw_id_from_bytes(const uint8_t b[16]) {
+  uint64_t hi = 0, lo = 0;
+  for (int i = 0; i < 8; i++) {
+    hi = (hi << 8) | b[i];
+    lo = (lo << 8) | b[8 + i];
+  }
+  return ledger_id_make(hi, lo);
+}
+
+void sw_id_to_bytes(ledger_id id, uint8_t b[16]) {
+  for (int i = 7; i >= 0; i--) {
+    b[i] = (uint8_t)(id.hi >> (8 * (7 - i)));
+    b[8 + i] = (uint8_t)(id.lo >> (8 * (7 - i)));
+  }
+}
+
+ledger_id sw_derive_id(const char *tag, ledger_id from) {
+  uint8_t in[80], out[SHA256_DIGEST_LENGTH];
+  size_t n = strlen(tag);
+  if (n > sizeof in - 17)
+    n = sizeof in - 17;
+  memcpy(in, tag, n);
+  in[n] = 0;
+  sw_id_to_bytes(from, in + n + 1);
+  SHA256(in, n + 17, out);
+  return sw_id_from_bytes(out);
+}
+
+static ledger_event account_event(ledger_id id, uint32_t ledger_no, uint16_t code, uint16_t flags) {
+  ledger_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.kind = LEDGER_EVENT_CREATE_ACCOUNT;
+  ev.account.id = id;
+  ev.account.ledger = ledger_no;
+  ev.account.code = code;
+  ev.account.flags = flags;
+  return ev;
+}
+
+void sw_account_events(uint32_t participant, uint32_t ledger_no, ledger_event out[4]) {
+  uint16_t dmnec = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
+  out[0] = account_event(sw_account_id(participant, ledger_no, SW_ACCOUNT_LIQUIDITY), ledger_no,
+                         SW_ACCOUNT_LIQUIDITY, dmnec);
+  out[1] = account_event(sw_account_id(participant, ledger_no, SW_ACCOUNT_NDC), ledger_no,
+                         SW_ACCOUNT_NDC, dmnec);
+  out[2] = account_event(sw_account_id(participant, ledger_no, SW_ACCOUNT_NDC_CONTROL), ledger_no,
+                         SW_ACCOUNT_NDC_CONTROL, 0);
+  out[3] = account_event(sw_account_id(0, ledger_no, SW_ACCOUNT_SETTLEMENT), ledger_no,
+                         SW_ACCOUNT_SETTLEMENT, 0);
+}

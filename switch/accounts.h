@@ -1,0 +1,62 @@
+/* accounts.h — how the switch lays participants' money out in the ledger.
+ *
+ * Per participant and currency (ledger = ISO 4217 numeric code):
+ *   LIQUIDITY  prefunded: deposits and received payments credit it, withdrawals and sent
+ *              payments debit it; debits_must_not_exceed_credits (a payer without liquidity
+ *              gets 4001).
+ *   NDC        the net debit cap: credited with the cap (from the participant's NDC_CONTROL
+ *              account) and with received payments, debited with sent payments;
+ *              debits_must_not_exceed_credits (a payer past its cap gets 4200).
+ *   NDC_CONTROL  the source of the cap: cap = debits_posted - credits_posted.
+ * Per currency, for the scheme (participant number 0):
+ *   SETTLEMENT  the scheme's settlement bank account: deposits debit it, withdrawals credit it.
+ *
+ * A payment is a linked pair of pending transfers, payer → payee on LIQUIDITY (the id the
+ * operator chose) and on NDC (an id derived from it), posted or voided together.
+ * Account id: hi = participant number, lo = ledger << 16 | account code.
+ */
+#ifndef TUMA_SWITCH_ACCOUNTS_H
+#define TUMA_SWITCH_ACCOUNTS_H
+
+#include <stdint.h>
+
+#include "ledger.h"
+
+enum {
+  SW_ACCOUNT_LIQUIDITY = 1,
+  SW_ACCOUNT_NDC = 2,
+  SW_ACCOUNT_NDC_CONTROL = 3,
+  SW_ACCOUNT_SETTLEMENT = 10,
+};
+
+/* Transfer codes. */
+enum {
+  SW_CODE_PAYMENT = 1,     /* the LIQUIDITY leg of a payment, and its post/void */
+  SW_CODE_PAYMENT_NDC = 2, /* the NDC leg */
+  SW_CODE_DEPOSIT = 3,
+  SW_CODE_WITHDRAW = 4,
+  SW_CODE_NDC_ADJUST = 5,
+};
+
+static inline ledger_id sw_account_id(uint32_t participant, uint32_t ledger_no, uint16_t code) {
+  return ledger_id_make(participant, ((uint64_t)ledger_no << 16) | code);
+}
+
+/* The participant number of an account id made by sw_account_id. */
+static inline uint32_t sw_account_participant(ledger_id id) { return (uint32_t)id.hi; }
+
+/* Derives a ledger id from a tag and 16 bytes (SHA-256, first 16 bytes): the NDC leg of a
+ * payment, the post and void legs, liquidity adjustments. Collision-free in practice and not
+ * choosable by an operator for someone else's transfer. */
+ledger_id sw_derive_id(const char *tag, ledger_id from);
+
+/* 16 bytes on the wire (big endian, UUID order) <-> ledger id. */
+ledger_id sw_id_from_bytes(const uint8_t b[16]);
+void sw_id_to_bytes(ledger_id id, uint8_t b[16]);
+
+/* Account creation events (ledger_no.h) for one participant and currency: LIQUIDITY, NDC,
+ * NDC_CONTROL and the scheme's SETTLEMENT for that ledger (creating one that exists gives
+ * `exists`, which is fine). Writes 4 events into out. */
+void sw_account_events(uint32_t participant, uint32_t ledger_no, ledger_event out[4]);
+
+#endif

@@ -1,0 +1,157 @@
+/* daemon.h — the state of a running tumad, shared by its modules: the connection layer
+ * (server.c), the operator and admin requests (operator.c, admin.c), the transfer state
+ * machine (transfer.c), metrics (metrics.c) and main (tumad.c). Everything here runs on the
+ * event loop's thread; only the ledger writer (commit.h) runs beside it.
+ */
+#ifndef TUMA_SWITCH_DAEMON_H
+#define TUMA_SWITCH_DAEMON_H
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+
+#include "commit.h"
+#include "config.h"
+#include "ledger.h"
+#include "log.h"
+#include "registry.h"
+#include "tuma/v1/admin.pb-c.h"
+#include "tuma/v1/operator.pb-c.h"
+
+typedef struct sw_switch sw_switch;
+typedef struct sw_conn sw_conn;
+typedef struct sw_transfer sw_transfer;
+
+/* One participant in memory: its registry record and its live operator connections. */
+typedef struct sw_peer {
+  sw_participant p;
+  int known;        /* p is loaded */
+  sw_conn *conns;   /* operator connections of this participant (sw_conn.peer_next) */
+  unsigned n_conns;
+} sw_peer;
+
+/* Counters for /metrics (metrics.c renders them). */
+typedef struct sw_metrics {
+  uint64_t transfers_committed, transfers_aborted, transfers_expired, transfers_rejected;
+  uint64_t prepares, fulfils, duplicates;
+  uint64_t connections_accepted, connections_refused, frames_in, frames_out, frame_errors;
+  uint64_t commit_latency_buckets[16]; /* ledger round trip, ≤ 2^k * 0.1 ms */
+  uint64_t commit_latency_count;
+  double commit_latency_sum_s;
+} sw_metrics;
+
+struct sw_switch {
+  struct event_base *base;
+  const sw_config *cfg;
+  sw_logger log;
+  ledger *ledger;
+  sw_commit *commit;
+  sw_registry *registry;
+  SSL_CTX *tls;
+  struct evconnlistener *operator_listener, *admin_listener;
+  struct evhttp *http;
+  sw_peer *peers; /* indexed by participant number */
+  uint32_t n_peers;
+  sw_conn *conns;  /* every connection (sw_conn.next) */
+  unsigned n_conns;
+  uint64_t next_conn_id;
+  uint64_t next_correlation; /* ids of messages the switch initiates */
+  struct sw_transfers *transfers;
+  sw_conn *blocked; /* connections waiting for room in the ledger queue (sw_conn.blocked_next) */
+  sw_metrics metrics;
+  int stopping;
+};
+
+struct sw_conn {
+  sw_switch *sw;
+  uint64_t id;
+  struct bufferevent *bev;
+  int admin;               /* accepted on the admin listener */
+  int ready;               /* handshake done and the peer authorised */
+  int closing;             /* flushing a last frame, then closed */
+  uint32_t participant;    /* operator connections: the participant's number */
+  char identity[64];       /* certificate CN */
+  char role[32];           /* certificate OU */
+  char addr[64];
+  unsigned in_flight;      /* requests not yet answered */
+  int read_paused;         /* reading stopped (in-flight limit or ledger queue full) */
+  struct event *partial_timer;
+  sw_conn *next, *prev;
+  sw_conn *peer_next;
+  sw_conn *blocked_next;
+  int blocked;
+};
+
+/* ---- server.c: connections and frames */
+
+int sw_server_start(sw_switch *sw);
+/* Stops accepting (listeners freed); connections stay. */
+void sw_server_stop_accepting(sw_switch *sw);
+/* Closes every connection and frees the TLS context. */
+void sw_server_close_all(sw_switch *sw);
+
+/* The live connection with this id, or NULL (a connection may go away at any time: keep ids,
+ * not pointers, across callbacks). */
+sw_conn *sw_conn_find(sw_switch *sw, uint64_t id);
+
+/* Sends one envelope (framed). Returns 0, or -1 if it could not be encoded (logged). */
+int sw_conn_send(sw_conn *c, const Tuma__V1__Envelope *env);
+int sw_conn_send_admin(sw_conn *c, const Tuma__V1__AdminEnvelope *env);
+
+/* Sends an Error envelope with the request's correlation id. */
+void sw_conn_send_error(sw_conn *c, uint64_t correlation, unsigned code, const char *text);
+
+/* A request of c was answered: one fewer in flight (reading resumes below the limit). */
+void sw_conn_request_done(sw_conn *c);
+
+/* Parks c until the ledger queue has room: reading stops; sw_server_unblock resumes it. */
+void sw_conn_block(sw_conn *c);
+void sw_server_unblock(sw_switch *sw);
+
+/* A connected operator connection of participant `number` to forward to (round robin), or
+ * NULL if none is connected or all are congested. */
+sw_conn *sw_peer_pick_conn(sw_switch *sw, uint32_t number);
+
+/* The peer of a participant id, or NULL. */
+sw_peer *sw_peer_by_id(sw_switch *sw, const char *participant_id);
+sw_peer *sw_peer_by_number(sw_switch *sw, uint32_t number);
+/* Adds or refreshes a participant in memory (after a registry put). */
+int sw_peer_update(sw_switch *sw, const sw_participant *p);
+
+/* ---- operator.c / admin.c: requests */
+
+void sw_operator_dispatch(sw_conn *c, Tuma__V1__Envelope *env);
+void sw_admin_dispatch(sw_conn *c, Tuma__V1__AdminEnvelope *env);
+
+/* Creates (idempotently) the participant's ledger accounts, its net debit caps and its
+ * initial deposits from the configuration; done at start-up before the listeners open.
+ * Blocks on the ledger (it runs before the event loop). */
+int sw_admin_apply_config(sw_switch *sw);
+
+/* ---- transfer.c: the payment state machine */
+
+int sw_transfers_init(sw_switch *sw);
+void sw_transfers_free(sw_switch *sw);
+/* Rebuilds the reserved-but-unfinished transfers from the ledger after a restart. */
+int sw_transfers_recover(sw_switch *sw);
+size_t sw_transfers_in_flight(const sw_switch *sw);
+
+void sw_transfer_prepare(sw_conn *c, uint64_t correlation, const Tuma__V1__TransferPrepare *m);
+void sw_transfer_fulfil(sw_conn *c, uint64_t correlation, const Tuma__V1__TransferFulfil *m);
+void sw_transfer_query(sw_conn *c, uint64_t correlation, const Tuma__V1__TransferQuery *m);
+
+/* ---- metrics.c */
+
+int sw_metrics_start(sw_switch *sw);
+void sw_metrics_stop(sw_switch *sw);
+void sw_metrics_commit_latency(sw_switch *sw, uint64_t ns);
+
+/* "host:port" (IPv6 hosts in brackets). */
+void sw_format_addr(const sw_config_addr *a, char *out, size_t outlen);
+
+/* Milliseconds since the Unix epoch. */
+uint64_t sw_now_ms(void);
+
+#endif
