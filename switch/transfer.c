@@ -274,11 +274,27 @@ static void finish(sw_transfer *t, int final_state, unsigned code, int rejected)
                                t->has_fulfilment
                            ? t->fulfilment
                            : NULL;
-  send_result(sw, t->payer_conn, t->payer_corr, t->id, final_state, code, ful, 1);
-  if (t->fulfil_conn)
+  if (t->payer_conn) {
+    send_result(sw, t->payer_conn, t->payer_corr, t->id, final_state, code, ful, 1);
+  } else { /* recovered after a restart: no request to answer, tell a live connection */
+    sw_conn *pc = sw_peer_pick_conn(sw, t->payer);
+    if (pc)
+      send_result(sw, pc->id, 0, t->id, final_state, code, ful, 0);
+  }
+  if (t->fulfil_conn) {
     send_result(sw, t->fulfil_conn, t->fulfil_corr, t->id, final_state, code, NULL, 1);
-  else if (t->payee_conn && final_state != TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED)
-    send_result(sw, t->payee_conn, t->forward_corr, t->id, final_state, code, NULL, 0);
+  } else if (final_state != TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED) {
+    /* The payee heard of it if it was forwarded: on that connection with the forward's id,
+     * or, if that one is gone, on another with correlation 0. */
+    sw_conn *pc = t->payee_conn ? sw_conn_find(sw, t->payee_conn) : NULL;
+    uint64_t corr = t->forward_corr;
+    if (!pc) {
+      pc = sw_peer_pick_conn(sw, t->payee);
+      corr = 0;
+    }
+    if (pc)
+      send_result(sw, pc->id, corr, t->id, final_state, code, NULL, 0);
+  }
   if (rejected)
     sw->metrics.transfers_rejected++;
   else if (final_state == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED)
