@@ -52,6 +52,7 @@ struct sw_transfer {
   int retry_post, retry_state;
   uint64_t payer_conn, payer_corr;   /* the prepare to answer (0: from before a restart) */
   uint64_t payee_conn, forward_corr; /* where the forward went */
+  int payee_knows;                   /* forwarded (or recovered: it was forwarded before) */
   uint64_t fulfil_conn, fulfil_corr; /* the fulfil to confirm */
   /* Forwarded once, then dropped (personal data is kept no longer than needed). */
   Tuma__V1__Party payer_party, payee_party;
@@ -283,7 +284,7 @@ static void finish(sw_transfer *t, int final_state, unsigned code, int rejected)
   }
   if (t->fulfil_conn) {
     send_result(sw, t->fulfil_conn, t->fulfil_corr, t->id, final_state, code, NULL, 1);
-  } else if (final_state != TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED) {
+  } else if (t->payee_knows && final_state != TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED) {
     /* The payee heard of it if it was forwarded: on that connection with the forward's id,
      * or, if that one is gone, on another with correlation 0. */
     sw_conn *pc = t->payee_conn ? sw_conn_find(sw, t->payee_conn) : NULL;
@@ -436,6 +437,7 @@ static void forward(sw_transfer *t) {
   env.transfer_forward = &fw;
   t->payee_conn = pc->id;
   t->forward_corr = env.correlation_id;
+  t->payee_knows = 1;
   sw_conn_send(pc, &env);
   drop_forward_data(t);
 }
@@ -827,6 +829,7 @@ static int recover_cb(const ledger_transfer *lt, uint64_t expires_at, void *arg)
     }
   }
   t->state = T_RESERVED;
+  t->payee_knows = 1;
   if (table_insert(sw, t)) {
     transfer_free(t);
     return -1;
