@@ -77,6 +77,24 @@ uint64_t bench_rng_below(bench_rng *r, uint64_t n);
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t bench_now_ns(void);
 
+/* CPU accounting over a timed phase, to tell a clean measurement from one that shared the
+ * machine: this process's CPU time (all threads) and the whole machine's busy time. */
+typedef struct bench_cpu {
+  uint64_t wall_ns;
+  double self_s;    /* user + system time of this process */
+  double machine_s; /* busy time of all CPUs (user, nice, system, irq, softirq, steal) */
+  int machine_ok;   /* /proc/stat was readable */
+} bench_cpu;
+
+/* Samples the counters now. Never fails; machine_ok says whether /proc/stat could be read. */
+void bench_cpu_sample(bench_cpu *out);
+
+/* Between two samples: the CPU this process used, in seconds, and the CPU everything else
+ * used (other processes and kernel threads) as a percentage of one core over the wall time,
+ * or -1 when unknown. */
+double bench_cpu_self_s(const bench_cpu *a, const bench_cpu *b);
+double bench_cpu_other_pct(const bench_cpu *a, const bench_cpu *b);
+
 /* A growable array of latency samples in nanoseconds. Zero-initialise, then push; free with
  * bench_samples_free() (accepts a zeroed one). */
 typedef struct bench_samples {

@@ -114,6 +114,8 @@ int bench_fsync_main(int argc, char **argv) {
     goto out;
   }
 
+  bench_cpu cpu0, cpu1;
+  bench_cpu_sample(&cpu0);
   uint64_t t0 = bench_now_ns();
   for (uint64_t i = 0; i < o.count; i++) {
     uint64_t a = bench_now_ns();
@@ -128,6 +130,8 @@ int bench_fsync_main(int argc, char **argv) {
     }
   }
   double seconds = (double)(bench_now_ns() - t0) / 1e9;
+  bench_cpu_sample(&cpu1);
+  double other = bench_cpu_other_pct(&cpu0, &cpu1);
   double rate = seconds > 0 ? (double)o.count / seconds : 0.0;
   bench_samples_sort(&lat);
   double p50 = bench_samples_percentile_ms(&lat, 50), p99 = bench_samples_percentile_ms(&lat, 99);
@@ -136,14 +140,16 @@ int bench_fsync_main(int argc, char **argv) {
   if (o.json) {
     printf("{\"bench\":\"fsync\",\"count\":%" PRIu64 ",\"page_bytes\":%d,\"seconds\":%.3f,"
            "\"fsyncs_per_sec\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-           "\"tmpdir\":",
-           o.count, BENCH_FSYNC_PAGE, seconds, rate, p50, p99, mx);
+           "\"cpu_other_pct\":%.1f,\"tmpdir\":",
+           o.count, BENCH_FSYNC_PAGE, seconds, rate, p50, p99, mx, other);
     bench_json_str(stdout, base);
     printf("}\n");
   } else {
     printf("tuma-bench fsync: %" PRIu64 " x (pwrite 4 KiB + fdatasync) in %s\n", o.count, base);
     printf("  rate        %.0f fsyncs/s  (%.3f s)\n", rate, seconds);
     printf("  latency     p50 %.3f ms  p99 %.3f ms  max %.3f ms\n", p50, p99, mx);
+    if (other >= 0)
+      printf("  others      %.0f%% of one core during the run\n", other);
   }
   status = BENCH_EXIT_OK;
 

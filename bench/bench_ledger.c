@@ -16,7 +16,9 @@
  * asks of clients — high 48 bits the wall-clock milliseconds, then 16 random bits fixed per
  * run, then a 64-bit counter — so ids strictly increase; --ids random draws them uniformly.
  * Throughput is also reported per --segment transfers (default 500,000) to show how it
- * changes as the ledger grows.
+ * changes as the ledger grows. The CPU this process used during the timed phase, and the CPU
+ * everything else on the machine used (cpu_other_pct, % of one core), are reported so that a
+ * figure taken while the machine was shared can be told apart.
  */
 #include "bench.h"
 
@@ -73,6 +75,8 @@ typedef struct lb_result {
   int totals_ok;
   uint64_t journal_seq;
   uint64_t db_bytes, db_alloc_bytes;
+  double cpu_self_s;    /* this process's CPU time during the timed phase */
+  double cpu_other_pct; /* everything else's, % of one core; -1 unknown */
 } lb_result;
 
 static void ledger_usage(FILE *out) {
@@ -263,6 +267,8 @@ static int run_transfers(ledger *l, const lb_opts *o, lb_ids *ids, bench_rng *r,
   }
   size_t ring_head = 0, ring_count = 0;
   uint64_t started = 0, seg_next = o->segment, seg_done = 0;
+  bench_cpu cpu0, cpu1;
+  bench_cpu_sample(&cpu0);
   uint64_t t0 = bench_now_ns(), seg_t = t0;
   int status = 0;
 
@@ -348,7 +354,10 @@ static int run_transfers(ledger *l, const lb_opts *o, lb_ids *ids, bench_rng *r,
     }
   }
   uint64_t t1 = bench_now_ns();
+  bench_cpu_sample(&cpu1);
   res->seconds = (double)(t1 - t0) / 1e9;
+  res->cpu_self_s = bench_cpu_self_s(&cpu0, &cpu1);
+  res->cpu_other_pct = bench_cpu_other_pct(&cpu0, &cpu1);
   /* A trailing partial segment is reported only when there is no full one. */
   if (status == 0 && res->nsegments == 0 && res->transfers > 0 && t1 > t0 &&
       push_segment(res, (double)res->transfers * 1e9 / (double)(t1 - t0)) != 0) {
@@ -407,8 +416,9 @@ static void print_json(const lb_opts *o, const lb_result *res, const char *base)
          u128_str(res->totals.debits_pending, b3, sizeof b3),
          u128_str(res->totals.credits_pending, b4, sizeof b4));
   printf(",\"journal_seq\":%" PRIu64 ",\"db_bytes\":%" PRIu64 ",\"db_alloc_bytes\":%" PRIu64
-         ",\"tmpdir\":",
-         res->journal_seq, res->db_bytes, res->db_alloc_bytes);
+         ",\"cpu_self_seconds\":%.3f,\"cpu_other_pct\":%.1f,\"tmpdir\":",
+         res->journal_seq, res->db_bytes, res->db_alloc_bytes, res->cpu_self_s,
+         res->cpu_other_pct);
   bench_json_str(stdout, base);
   printf("}\n");
 }
@@ -434,6 +444,13 @@ static void print_table(const lb_opts *o, const lb_result *res, const char *base
          res->events, res->seconds);
   printf("  throughput       %.0f transfers/s\n",
          res->seconds > 0 ? (double)res->transfers / res->seconds : 0.0);
+  printf("  cpu              %.3f s in this process (%.0f%% of one core); others used ",
+         res->cpu_self_s, res->seconds > 0 ? 100.0 * res->cpu_self_s / res->seconds : 0.0);
+  if (res->cpu_other_pct < 0)
+    printf("unknown\n");
+  else
+    printf("%.0f%% of one core%s\n", res->cpu_other_pct,
+           res->cpu_other_pct >= 10 ? "  (NOT A CLEAN MEASUREMENT)" : "");
   printf("  batch latency    p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%zu batches)\n",
          bench_samples_percentile_ms(&s, 50), bench_samples_percentile_ms(&s, 99),
          bench_samples_max_ms(&s), s.n);

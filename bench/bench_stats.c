@@ -1,9 +1,12 @@
-/* bench_stats.c — the benchmarks' clock, seeded PRNG (xoshiro256** with a splitmix64 seeder,
- * after Blackman and Vigna) and latency samples with percentiles. */
+/* bench_stats.c — the benchmarks' clock, CPU accounting, seeded PRNG (xoshiro256** with a
+ * splitmix64 seeder, after Blackman and Vigna) and latency samples with percentiles. */
 #include "bench.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static uint64_t splitmix64(uint64_t *x) {
   uint64_t z = (*x += 0x9e3779b97f4a7c15u);
@@ -42,6 +45,45 @@ uint64_t bench_now_ns(void) {
   /* CLOCK_MONOTONIC cannot fail with a valid pointer on Linux. */
   (void)clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Busy seconds of all CPUs from the first line of /proc/stat; -1 if unreadable. */
+static double machine_busy_s(void) {
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f)
+    return -1;
+  unsigned long long v[8] = {0};
+  int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                 &v[4], &v[5], &v[6], &v[7]);
+  fclose(f);
+  long hz = sysconf(_SC_CLK_TCK);
+  if (n != 8 || hz <= 0)
+    return -1;
+  /* user nice system idle iowait irq softirq steal: all but idle and iowait are busy */
+  return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)hz;
+}
+
+void bench_cpu_sample(bench_cpu *out) {
+  struct rusage ru;
+  out->wall_ns = bench_now_ns();
+  out->self_s = 0;
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    out->self_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+  out->machine_s = machine_busy_s();
+  out->machine_ok = out->machine_s >= 0;
+}
+
+double bench_cpu_self_s(const bench_cpu *a, const bench_cpu *b) { return b->self_s - a->self_s; }
+
+double bench_cpu_other_pct(const bench_cpu *a, const bench_cpu *b) {
+  double wall = (double)(b->wall_ns - a->wall_ns) / 1e9;
+  if (!a->machine_ok || !b->machine_ok || wall <= 0)
+    return -1;
+  double other = (b->machine_s - a->machine_s) - (b->self_s - a->self_s);
+  if (other < 0)
+    other = 0; /* tick granularity */
+  return 100.0 * other / wall;
 }
 
 int bench_samples_push(bench_samples *s, uint64_t ns) {

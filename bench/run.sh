@@ -135,7 +135,7 @@ echo "load average at the start: $load; at the end: $(cut -d ' ' -f 1-3 /proc/lo
 echo "code: $commit"
 [ "$quick" -eq 1 ] && echo "QUICK MODE: reduced runs, not bar figures"
 echo
-printf '%-22s %14s %10s %10s %8s %14s %6s\n' "run" "transfers/s" "p50 ms" "p99 ms" "errors" "bar" "ok"
+printf '%-22s %14s %10s %10s %8s %14s %6s %8s\n' "run" "transfers/s" "p50 ms" "p99 ms" "errors" "bar" "ok" "others"
 row() { # row NAME LABEL BAR
   f=$tmp/$1.json
   tps=$(get transfers_per_sec "$f")
@@ -146,15 +146,17 @@ row() { # row NAME LABEL BAR
     v="$v/inv:${inv:-?}"
     missed=$((missed + 1))
   fi
-  printf '%-22s %14s %10s %10s %8s %14s %6s\n' "$2" "$(fmt "$tps")" "$(get batch_p50_ms "$f")" \
-    "$(get batch_p99_ms "$f")" "$(get errors "$f")" "${3:+>= $(fmt "$3")}" "$v"
+  printf '%-22s %14s %10s %10s %8s %14s %6s %8s\n' "$2" "$(fmt "$tps")" "$(get batch_p50_ms "$f")" \
+    "$(get batch_p99_ms "$f")" "$(get errors "$f")" "${3:+>= $(fmt "$3")}" "$v" \
+    "$(fmt "$(get cpu_other_pct "$f")")%"
 }
 row default "batch 8190" 300000
 row hot "  hot 10 @ 90%" 250000
 row random "  ids random" ""
 row batch1 "batch 1" "$half_fsync"
-printf '%-22s %14s %10s %10s\n' "fsync (4 KiB)" "$(fmt "$fsync_rate")/s" \
-  "$(get p50_ms "$tmp/fsync.json")" "$(get p99_ms "$tmp/fsync.json")"
+printf '%-22s %14s %10s %10s %8s %14s %6s %8s\n' "fsync (4 KiB)" "$(fmt "$fsync_rate")/s" \
+  "$(get p50_ms "$tmp/fsync.json")" "$(get p99_ms "$tmp/fsync.json")" "" "" "" \
+  "$(fmt "$(get cpu_other_pct "$tmp/fsync.json")")%"
 pg_tps=$(get transfers_per_sec "$tmp/postgres.json")
 ratio=$(get ratio "$tmp/postgres.json")
 verdict "$ratio" 20
@@ -167,6 +169,8 @@ echo "time ids,   per 500,000 transfers: $(segs "$tmp/default.json") transfers/s
 echo "ledger / postgres: ${ratio:-?}x (postgres: pgbench -c 16 -j 2 -T $pg_seconds)"
 echo "batch 1 bar: half the raw fsync rate = $(fmt "$half_fsync") transfers/s"
 echo "data directory after $transfers transfers: $(get db_bytes "$tmp/default.json") bytes (time ids), $(get db_bytes "$tmp/random.json") bytes (random ids)"
+echo "others: CPU used by other processes during the timed phase, % of one core (above ~10%,"
+echo "        the figure on that line was taken on a shared machine)"
 echo "JSON lines: $out"
 
 if [ "$failed" -gt 0 ] || [ "$missed" -gt 0 ]; then
