@@ -50,8 +50,7 @@ static const key_def keys[] = {
     {SEC_SWITCH, "read_timeout_ms", T_U32, offsetof(sw_config, read_timeout_ms), 100, 3600000},
     {SEC_SWITCH, "max_expiry_ms", T_U32, offsetof(sw_config, max_expiry_ms), 1000, 86400000},
     {SEC_SWITCH, "log_level", T_LOG_LEVEL, offsetof(sw_config, log_level), 0, 0},
-    {SEC_SWITCH, "directory_secret_file", T_STR, offsetof(sw_config, directory_secret_file), 0,
-     0},
+    {SEC_SWITCH, "directory_secret_file", T_STR, offsetof(sw_config, directory_secret_file), 0, 0},
     {SEC_LEDGER, "map_size_mb", T_U64, offsetof(sw_config, map_size_mb), 1, 67108864},
     {SEC_LEDGER, "map_size_max_mb", T_U64, offsetof(sw_config, map_size_max_mb), 1, 67108864},
     {SEC_LEDGER, "queue_capacity", T_U32, offsetof(sw_config, queue_capacity), 1, 16777216},
@@ -110,11 +109,16 @@ typedef struct parse_ctx {
 
 const char *sw_config_strerror(int err) {
   switch (err) {
-  case SW_CONFIG_E_OK: return "ok";
-  case SW_CONFIG_E_NOMEM: return "out of memory";
-  case SW_CONFIG_E_IO: return "configuration file unreadable";
-  case SW_CONFIG_E_INVALID: return "invalid configuration";
-  default: return "unknown configuration error";
+  case SW_CONFIG_E_OK:
+    return "ok";
+  case SW_CONFIG_E_NOMEM:
+    return "out of memory";
+  case SW_CONFIG_E_IO:
+    return "configuration file unreadable";
+  case SW_CONFIG_E_INVALID:
+    return "invalid configuration";
+  default:
+    return "unknown configuration error";
   }
 }
 
@@ -176,8 +180,8 @@ static int parse_u64(const char *s, uint64_t *out) {
 }
 
 /* Parses a number in [min, max], reporting errors against key. */
-static bool number_in(parse_ctx *c, const char *key, const char *value, uint64_t min,
-                      uint64_t max, uint64_t *out) {
+static bool number_in(parse_ctx *c, const char *key, const char *value, uint64_t min, uint64_t max,
+                      uint64_t *out) {
   int rc = parse_u64(value, out);
   if (rc == -1) {
     key_error(c, key, "not a number: '%s'", value);
@@ -396,7 +400,9 @@ static void fixed_key(parse_ctx *c, const char *name, char *value) {
     return;
   }
   case T_STR:
-  case T_TLS_PATH: set_string(c, k, value); return;
+  case T_TLS_PATH:
+    set_string(c, k, value);
+    return;
   case T_U32:
     if (number_in(c, name, value, k->min, k->max, &v))
       *(uint32_t *)slot = (uint32_t)v;
@@ -518,8 +524,7 @@ static void list_add(parse_ctx *c, const char *key, char *value, enum pkey which
 }
 
 /* net_debit_cap.CUR / initial_deposit.CUR = amount. */
-static void amount_key(parse_ctx *c, const char *name, const char *code, char *value,
-                       bool is_cap) {
+static void amount_key(parse_ctx *c, const char *name, const char *code, char *value, bool is_cap) {
   pstate *ps = &c->ps[c->cur];
   amount_line *list = is_cap ? ps->caps : ps->deposits;
   size_t *n = is_cap ? &ps->n_caps : &ps->n_deposits;
@@ -787,7 +792,9 @@ static char *reader_cb(char *str, int num, void *stream) {
 
 /* ---------------------------------------------------------------- whole-file checks */
 
-static int last_line(const parse_ctx *c) { return c->lineno > 0 ? c->lineno : 1; }
+static int last_line(const parse_ctx *c) {
+  return c->lineno > 0 ? c->lineno : 1;
+}
 
 /* A missing required key of a fixed section. */
 static void require_key(parse_ctx *c, enum section_kind section, const char *sname,

@@ -51,10 +51,14 @@ static const sw_currency table[] = {
 
 const char *sw_currency_strerror(int err) {
   switch (err) {
-  case SW_CURRENCY_E_OK: return "ok";
-  case SW_CURRENCY_E_INVAL: return "invalid argument";
-  case SW_CURRENCY_E_NOTFOUND: return "unknown currency";
-  default: return "unknown currency error";
+  case SW_CURRENCY_E_OK:
+    return "ok";
+  case SW_CURRENCY_E_INVAL:
+    return "invalid argument";
+  case SW_CURRENCY_E_NOTFOUND:
+    return "unknown currency";
+  default:
+    return "unknown currency error";
   }
 }
 
@@ -91,4 +95,6 @@ int sw_currency_at(size_t i, sw_currency *out) {
   return 0;
 }
 
-size_t sw_currency_count(void) { return TABLE_SIZE; }
+size_t sw_currency_count(void) {
+  return TABLE_SIZE;
+}

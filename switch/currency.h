@@ -10,10 +10,10 @@
 
 /* One currency. `name` points into the static table (never freed, valid forever). */
 typedef struct sw_currency {
-  char alpha[4];     /* "KES", NUL-terminated */
-  uint16_t numeric;  /* 404 */
-  uint8_t exponent;  /* minor-unit digits: 2 for KES (cents), 0 for UGX */
-  const char *name;  /* "Kenyan shilling" */
+  char alpha[4];    /* "KES", NUL-terminated */
+  uint16_t numeric; /* 404 */
+  uint8_t exponent; /* minor-unit digits: 2 for KES (cents), 0 for UGX */
+  const char *name; /* "Kenyan shilling" */
 } sw_currency;
 
 /* Return codes (0 = ok). */

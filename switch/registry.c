@@ -53,7 +53,7 @@ struct sw_registry {
   MDB_txn *rtxn; /* the read transaction, reset between reads and renewed for the next */
   size_t map_size;
   size_t map_size_max;
-  int map_full; /* the last LMDB error seen was MDB_MAP_FULL (the map may grow) */
+  int map_full;     /* the last LMDB error seen was MDB_MAP_FULL (the map may grow) */
   EVP_MAC_CTX *mac; /* HMAC-SHA-256 keyed with the directory secret */
   prefix_entry *prefixes;
   size_t n_prefixes;
@@ -67,19 +67,32 @@ static const MDB_val KEY_SECRET_CHECK = {12, (void *)"secret_check"};
 
 const char *sw_registry_strerror(int err) {
   switch (err) {
-  case SW_REGISTRY_E_OK: return "ok";
-  case SW_REGISTRY_E_NOMEM: return "out of memory";
-  case SW_REGISTRY_E_INVAL: return "invalid argument";
-  case SW_REGISTRY_E_NOTFOUND: return "not found";
-  case SW_REGISTRY_E_CONFLICT: return "MSISDN prefix belongs to another participant";
-  case SW_REGISTRY_E_FULL: return "registry storage full (map size limit or disk)";
-  case SW_REGISTRY_E_IO: return "registry storage I/O error; the write was not committed";
-  case SW_REGISTRY_E_VERSION: return "registry has another format version";
-  case SW_REGISTRY_E_SECRET: return "directory secret file unusable or not this registry's";
-  case SW_REGISTRY_E_CRYPTO: return "cryptographic library failure";
-  case SW_REGISTRY_E_CORRUPT: return "registry record corrupt";
-  case SW_REGISTRY_E_LMDB: return "LMDB error";
-  default: return "unknown registry error";
+  case SW_REGISTRY_E_OK:
+    return "ok";
+  case SW_REGISTRY_E_NOMEM:
+    return "out of memory";
+  case SW_REGISTRY_E_INVAL:
+    return "invalid argument";
+  case SW_REGISTRY_E_NOTFOUND:
+    return "not found";
+  case SW_REGISTRY_E_CONFLICT:
+    return "MSISDN prefix belongs to another participant";
+  case SW_REGISTRY_E_FULL:
+    return "registry storage full (map size limit or disk)";
+  case SW_REGISTRY_E_IO:
+    return "registry storage I/O error; the write was not committed";
+  case SW_REGISTRY_E_VERSION:
+    return "registry has another format version";
+  case SW_REGISTRY_E_SECRET:
+    return "directory secret file unusable or not this registry's";
+  case SW_REGISTRY_E_CRYPTO:
+    return "cryptographic library failure";
+  case SW_REGISTRY_E_CORRUPT:
+    return "registry record corrupt";
+  case SW_REGISTRY_E_LMDB:
+    return "LMDB error";
+  default:
+    return "unknown registry error";
   }
 }
 
@@ -87,30 +100,37 @@ const char *sw_registry_strerror(int err) {
 static int mdb_err(sw_registry *r, int rc) {
   r->map_full = rc == MDB_MAP_FULL;
   switch (rc) {
-  case 0: return 0;
-  case MDB_NOTFOUND: return SW_REGISTRY_E_NOTFOUND;
+  case 0:
+    return 0;
+  case MDB_NOTFOUND:
+    return SW_REGISTRY_E_NOTFOUND;
   case MDB_MAP_FULL:
   case ENOSPC:
-  case EDQUOT: return SW_REGISTRY_E_FULL;
-  case ENOMEM: return SW_REGISTRY_E_NOMEM;
+  case EDQUOT:
+    return SW_REGISTRY_E_FULL;
+  case ENOMEM:
+    return SW_REGISTRY_E_NOMEM;
   case EIO:
-  case MDB_PANIC: return SW_REGISTRY_E_IO;
+  case MDB_PANIC:
+    return SW_REGISTRY_E_IO;
   case MDB_VERSION_MISMATCH:
-  case MDB_INVALID: return SW_REGISTRY_E_VERSION;
-  case MDB_CORRUPTED: return SW_REGISTRY_E_CORRUPT;
-  default: return rc > 0 ? SW_REGISTRY_E_IO : SW_REGISTRY_E_LMDB;
+  case MDB_INVALID:
+    return SW_REGISTRY_E_VERSION;
+  case MDB_CORRUPTED:
+    return SW_REGISTRY_E_CORRUPT;
+  default:
+    return rc > 0 ? SW_REGISTRY_E_IO : SW_REGISTRY_E_LMDB;
   }
 }
 
 /* Writes a one-line reason to err (when given) and returns code. */
 __attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int code,
                                                       const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
+  va_list ap;
+  va_start(ap, fmt);
+  if (err && errlen)
     vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
+  va_end(ap);
   return code;
 }
 
@@ -227,7 +247,9 @@ static int read_begin(sw_registry *r, MDB_txn **txn) {
   return 0;
 }
 
-static void read_end(sw_registry *r) { mdb_txn_reset(r->rtxn); }
+static void read_end(sw_registry *r) {
+  mdb_txn_reset(r->rtxn);
+}
 
 /* The work of one write transaction; returns a registry error. May run again after the map
  * grew, so it must not have effects outside the transaction. */
@@ -237,7 +259,7 @@ typedef int (*txn_body_cb)(sw_registry *r, MDB_txn *txn, void *arg);
  * doubles, up to map_size_max, and the body runs again. */
 static int write_txn(sw_registry *r, txn_body_cb body, void *arg) {
   for (;;) {
-    MDB_txn *txn;
+    MDB_txn *txn = NULL;
     int rc = mdb_txn_begin(r->env, NULL, 0, &txn);
     if (rc)
       return mdb_err(r, rc);
@@ -298,7 +320,7 @@ static const prefix_entry *prefix_find(const sw_registry *r, const char *digits)
 
 /* The table of the stored participants, read from LMDB (used at open). */
 static int prefixes_load(sw_registry *r) {
-  MDB_txn *txn;
+  MDB_txn *txn = NULL;
   int rc = read_begin(r, &txn);
   if (rc)
     return rc;
@@ -430,8 +452,7 @@ static int secret_create(const char *path, unsigned char key[SECRET_SIZE], char 
     return fail(err, errlen, SW_REGISTRY_E_CRYPTO, "%s: RAND_bytes failed", path);
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0)
-    return fail(err, errlen, SW_REGISTRY_E_SECRET, "%s: cannot create: %s", path,
-                strerror(errno));
+    return fail(err, errlen, SW_REGISTRY_E_SECRET, "%s: cannot create: %s", path, strerror(errno));
   int e = 0;
   size_t done = 0;
   while (done < SECRET_SIZE && !e) {
@@ -455,14 +476,12 @@ static int secret_create(const char *path, unsigned char key[SECRET_SIZE], char 
 }
 
 /* Reads the secret file into key; ENOENT is reported as SW_REGISTRY_E_NOTFOUND. */
-static int secret_read(const char *path, unsigned char key[SECRET_SIZE], char *err,
-                       size_t errlen) {
+static int secret_read(const char *path, unsigned char key[SECRET_SIZE], char *err, size_t errlen) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT)
     return SW_REGISTRY_E_NOTFOUND;
   if (fd < 0)
-    return fail(err, errlen, SW_REGISTRY_E_SECRET, "%s: cannot open: %s", path,
-                strerror(errno));
+    return fail(err, errlen, SW_REGISTRY_E_SECRET, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
   int rc = 0;
   if (fstat(fd, &st))
@@ -506,8 +525,8 @@ static int mac_start(sw_registry *r, const unsigned char key[SECRET_SIZE]) {
 }
 
 /* HMAC-SHA-256(secret, head ‖ body) into out, re-using the keyed context. */
-static int mac_compute(sw_registry *r, const unsigned char *head, size_t head_len,
-                       const void *body, size_t body_len, unsigned char out[TOKEN_SIZE]) {
+static int mac_compute(sw_registry *r, const unsigned char *head, size_t head_len, const void *body,
+                       size_t body_len, unsigned char out[TOKEN_SIZE]) {
   size_t len = 0;
   if (!EVP_MAC_init(r->mac, NULL, 0, NULL) || !EVP_MAC_update(r->mac, head, head_len) ||
       !EVP_MAC_update(r->mac, body, body_len) || !EVP_MAC_final(r->mac, out, &len, TOKEN_SIZE) ||
@@ -529,7 +548,7 @@ static int party_token(sw_registry *r, uint32_t type, const char *id,
 /* Opens the databases and loads, creates or checks the format, the secret and its check value,
  * all in one write transaction. */
 static int open_state(sw_registry *r, const char *secret_path, char *err, size_t errlen) {
-  MDB_txn *txn;
+  MDB_txn *txn = NULL;
   unsigned char key[SECRET_SIZE];
   int rc = mdb_err(r, mdb_txn_begin(r->env, NULL, 0, &txn));
   if (rc)
@@ -756,7 +775,7 @@ static int put_participant_body(sw_registry *r, MDB_txn *txn, void *arg) {
 
 /* The number participant `id` has, or the one it would get (is_new set). */
 static int number_for(sw_registry *r, const char *id, uint32_t *number, int *is_new) {
-  MDB_txn *txn;
+  MDB_txn *txn = NULL;
   int rc = read_begin(r, &txn);
   if (rc)
     return rc;
@@ -813,7 +832,7 @@ int sw_registry_put_participant(sw_registry *r, const sw_participant *p, uint32_
 int sw_registry_get_participant(sw_registry *r, const char *id, sw_participant *out) {
   if (!r || !id || !out || !id_valid(id, SW_PARTICIPANT_ID_MAX + 1))
     return SW_REGISTRY_E_INVAL;
-  MDB_txn *txn;
+  MDB_txn *txn = NULL;
   int rc = read_begin(r, &txn);
   if (rc)
     return rc;
@@ -828,7 +847,7 @@ int sw_registry_get_participant(sw_registry *r, const char *id, sw_participant *
 int sw_registry_get_participant_by_number(sw_registry *r, uint32_t number, sw_participant *out) {
   if (!r || !out || number == 0)
     return SW_REGISTRY_E_INVAL;
-  MDB_txn *txn;
+  MDB_txn *txn = NULL;
   int rc = read_begin(r, &txn);
   if (rc)
     return rc;
@@ -840,7 +859,7 @@ int sw_registry_get_participant_by_number(sw_registry *r, uint32_t number, sw_pa
 int sw_registry_list_participants(sw_registry *r, sw_registry_participant_cb cb, void *arg) {
   if (!r || !cb)
     return SW_REGISTRY_E_INVAL;
-  MDB_txn *txn;
+  MDB_txn *txn = NULL;
   int rc = read_begin(r, &txn);
   if (rc)
     return rc;
@@ -953,7 +972,7 @@ int sw_registry_lookup_party(sw_registry *r, uint32_t type, const char *id, sw_p
   int rc = party_token(r, type, id, token);
   if (rc)
     return rc;
-  MDB_txn *txn;
+  MDB_txn *txn = NULL;
   rc = read_begin(r, &txn);
   if (rc)
     return rc;

@@ -28,7 +28,7 @@
 #define SW_PARTICIPANT_NAME_MAX 127 /* bytes of a display name */
 #define SW_PARTICIPANT_MAX_CURRENCIES 8
 #define SW_PARTICIPANT_MAX_PREFIXES 16
-#define SW_MSISDN_MAX 15 /* digits of an MSISDN or an MSISDN prefix (E.164, without '+') */
+#define SW_MSISDN_MAX 15    /* digits of an MSISDN or an MSISDN prefix (E.164, without '+') */
 #define SW_PARTY_ID_MAX 128 /* bytes of a party identifier */
 #define SW_NDC_UNLIMITED (UINT64_MAX / 2) /* the largest net-debit-cap; means "no cap" */
 
@@ -51,15 +51,15 @@ enum {
  * n_currencies / n_prefixes entries of the arrays are meaningful; net_debit_cap[i] is the cap
  * for currencies[i], in minor units, at most SW_NDC_UNLIMITED. */
 typedef struct sw_participant {
-  char id[64];         /* [a-z0-9-]{1,63}; also the certificate's CN */
-  char name[128];      /* 1-127 bytes, no control characters */
-  uint32_t number;     /* dense from 1, never reused, assigned at the first put */
-  uint8_t status;      /* SW_PARTICIPANT_ACTIVE / _SUSPENDED */
+  char id[64];          /* [a-z0-9-]{1,63}; also the certificate's CN */
+  char name[128];       /* 1-127 bytes, no control characters */
+  uint32_t number;      /* dense from 1, never reused, assigned at the first put */
+  uint8_t status;       /* SW_PARTICIPANT_ACTIVE / _SUSPENDED */
   uint8_t n_currencies; /* 1..SW_PARTICIPANT_MAX_CURRENCIES */
   uint16_t currencies[SW_PARTICIPANT_MAX_CURRENCIES]; /* ISO 4217 numeric, distinct, known */
   uint64_t net_debit_cap[SW_PARTICIPANT_MAX_CURRENCIES];
   char msisdn_prefixes[SW_PARTICIPANT_MAX_PREFIXES][16]; /* 1-15 digits each, distinct */
-  uint8_t n_prefixes;  /* 0..SW_PARTICIPANT_MAX_PREFIXES */
+  uint8_t n_prefixes;                                    /* 0..SW_PARTICIPANT_MAX_PREFIXES */
 } sw_participant;
 
 /* Return codes (0 = ok). */

@@ -18,8 +18,8 @@
 /* The [tls] section every otherwise-valid file needs (lines 1-4 when it comes first). */
 #define TLS "[tls]\nca = ca.pem\ncert = tumad.pem\nkey = tumad.key\n"
 
-static char *scratch;    /* this test's directory */
-static char path[4096];  /* the file under test: scratch/tumad.ini */
+static char *scratch;   /* this test's directory */
+static char path[4096]; /* the file under test: scratch/tumad.ini */
 static char err[1024];
 static sw_config cfg;
 
@@ -209,8 +209,7 @@ Test(config, secret_file_defaults_into_the_configured_data_dir) {
 }
 
 Test(config, participant_defaults) {
-  cr_assert_eq(load(TLS "[participant mtn-gh]\nname = MTN\ncurrencies = GHS,XOF\n"), 0, "%s",
-               err);
+  cr_assert_eq(load(TLS "[participant mtn-gh]\nname = MTN\ncurrencies = GHS,XOF\n"), 0, "%s", err);
   const sw_config_participant *p = &cfg.participants[0];
   cr_assert_eq(p->p.status, SW_PARTICIPANT_ACTIVE);
   cr_assert_eq(p->p.n_currencies, 2);
@@ -298,8 +297,8 @@ Test(config, at_most_256_participants) {
   cr_assert_not_null(text);
   size_t off = (size_t)snprintf(text, cap, "%s", TLS);
   for (int i = 0; i < 256; i++)
-    off += (size_t)snprintf(text + off, cap - off, "[participant p%d]\nname = P\ncurrencies = KES\n",
-                            i);
+    off += (size_t)snprintf(text + off, cap - off,
+                            "[participant p%d]\nname = P\ncurrencies = KES\n", i);
   cr_assert_eq(load(text), 0, "%s", err);
   cr_assert_eq(cfg.n_participants, 256);
   cr_assert_str_eq(cfg.participants[255].p.id, "p255");
@@ -485,8 +484,8 @@ Test(config, error_participant_values) {
   expect_error(TLS "[participant a]\nname = A\ncurrencies = KES\nstatus = paused\n", 8,
                "[participant a] status: unknown status 'paused' (active or suspended)");
   sw_config_free(&cfg);
-  expect_error(TLS "[participant a]\nname = A\ncurrencies = KES\nmsisdn_prefixes = 254, +255\n",
-               8, "[participant a] msisdn_prefixes: bad prefix '+255' (1-15 digits)");
+  expect_error(TLS "[participant a]\nname = A\ncurrencies = KES\nmsisdn_prefixes = 254, +255\n", 8,
+               "[participant a] msisdn_prefixes: bad prefix '+255' (1-15 digits)");
   sw_config_free(&cfg);
   expect_error(TLS "[participant a]\nname = A\ncurrencies = KES\n"
                    "msisdn_prefixes = 1234567890123456\n",
@@ -582,11 +581,10 @@ Test(config, currency_table) {
     const char *alpha;
     uint16_t numeric;
     uint8_t exponent;
-  } want[] = {{"KES", 404, 2}, {"UGX", 800, 0}, {"TZS", 834, 2}, {"RWF", 646, 0},
-              {"ETB", 230, 2}, {"NGN", 566, 2}, {"GHS", 936, 2}, {"XOF", 952, 0},
-              {"XAF", 950, 0}, {"ZAR", 710, 2}, {"ZMW", 967, 2}, {"MWK", 454, 2},
-              {"MZN", 943, 2}, {"SOS", 706, 2}, {"SDG", 938, 2}, {"SSP", 728, 2},
-              {"CDF", 976, 2}, {"USD", 840, 2}, {"EUR", 978, 2}, {"GBP", 826, 2}};
+  } want[] = {{"KES", 404, 2}, {"UGX", 800, 0}, {"TZS", 834, 2}, {"RWF", 646, 0}, {"ETB", 230, 2},
+              {"NGN", 566, 2}, {"GHS", 936, 2}, {"XOF", 952, 0}, {"XAF", 950, 0}, {"ZAR", 710, 2},
+              {"ZMW", 967, 2}, {"MWK", 454, 2}, {"MZN", 943, 2}, {"SOS", 706, 2}, {"SDG", 938, 2},
+              {"SSP", 728, 2}, {"CDF", 976, 2}, {"USD", 840, 2}, {"EUR", 978, 2}, {"GBP", 826, 2}};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     sw_currency c;
     cr_assert_eq(sw_currency_by_code(want[i].alpha, &c), 0, "%s", want[i].alpha);

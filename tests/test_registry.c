@@ -208,11 +208,11 @@ Test(registry, participant_validation) {
   sw_participant p = make("ok", "OK", "KES", NULL);
   cr_assert_eq(sw_participant_validate(&p), 0);
   sw_participant q;
-#define BAD(stmt)                                                                                \
-  do {                                                                                           \
-    q = p;                                                                                       \
-    stmt;                                                                                        \
-    cr_assert_eq(sw_registry_put_participant(reg, &q, NULL), SW_REGISTRY_E_INVAL, #stmt);        \
+#define BAD(stmt)                                                                                  \
+  do {                                                                                             \
+    q = p;                                                                                         \
+    stmt;                                                                                          \
+    cr_assert_eq(sw_registry_put_participant(reg, &q, NULL), SW_REGISTRY_E_INVAL, #stmt);          \
   } while (0)
   BAD(q.id[0] = 0);
   BAD(snprintf(q.id, sizeof q.id, "Upper"));
