@@ -161,8 +161,21 @@ static int apply_participant(sw_switch *sw, const sw_config_participant *cp) {
       ev[0] = transfer_event(sw_derive_id("tuma-initial-deposit", liq),
                              sw_account_id(0, ledger_no, SW_ACCOUNT_SETTLEMENT), liq,
                              cp->initial_deposit[i], ledger_no, SW_CODE_DEPOSIT);
-      if (apply_now(sw, ev, 1, "initial_deposit"))
-        return -1;
+      ledger_result r;
+      int rc2 = ledger_apply(sw->ledger, ev, &r, 1);
+      if (rc2 || !ledger_result_is_success(r)) {
+        if (!rc2 && r == LEDGER_EXISTS_WITH_DIFFERENT_AMOUNT) {
+          /* Applied once, at the participant's first start; a later edit moves nothing. */
+          sw_log(&sw->log, SW_LOG_WARN, "config.initial_deposit_ignored",
+                 "participant=%s reason=\"already applied with another amount; use tuma "
+                 "liquidity deposit\"",
+                 p.id);
+        } else {
+          sw_log(&sw->log, SW_LOG_ERROR, "config.ledger_refused", "what=initial_deposit %s",
+                 rc2 ? ledger_strerror(rc2) : ledger_result_name(r));
+          return -1;
+        }
+      }
     }
   }
   return sw_peer_update(sw, &p);

@@ -56,6 +56,19 @@ static void party_register(sw_conn *c, uint64_t corr, const Tuma__V1__PartyRegis
     }
     parties[i].type = (uint32_t)p->type;
     parties[i].id = p->id;
+    /* A party another operator registered stays theirs: only the directory's admin moves it. */
+    sw_participant owner;
+    sw_party_match match;
+    if (sw_registry_lookup_party(c->sw->registry, parties[i].type, p->id, &owner, &match) == 0 &&
+        match == SW_PARTY_MATCH_EXACT && owner.number != peer->p.number) {
+      char masked[64];
+      sw_mask(p->id, masked, sizeof masked);
+      sw_log(&c->sw->log, SW_LOG_WARN, "party.register_refused",
+             "peer=%s party=%s owner=%s", c->identity, masked, owner.id);
+      sw_conn_send_error(c, corr, SW_ERR_VALIDATION, "party registered by another participant");
+      sw_conn_request_done(c);
+      return;
+    }
   }
   int rc = sw_registry_put_parties(c->sw->registry, parties, m->n_parties, peer->p.id);
   if (rc) {

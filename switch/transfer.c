@@ -252,14 +252,17 @@ static void reserve_events(const sw_transfer *t, uint64_t now_ms, ledger_event e
     ev[1].transfer.user_data_128 = bytes16_id(t->condition);
 }
 
-/* Post (commit) or void both legs, as a linked pair. Ids derived: a retry is idempotent. */
-static void resolve_events(const sw_transfer *t, int post, ledger_event ev[2]) {
+/* Post (commit) or void both legs, as a linked pair. Ids derived: a retry is idempotent. A
+ * void carries its reason (an error code: 3303 for an expiry) in user_data_32, so the ledger
+ * alone can say later why a transfer did not complete. */
+static void resolve_events(const sw_transfer *t, int post, unsigned code, ledger_event ev[2]) {
   uint16_t f = post ? LEDGER_TRANSFER_POST_PENDING : LEDGER_TRANSFER_VOID_PENDING;
   ledger_id ndc = sw_derive_id("tuma-ndc", t->id);
   ledger_id zero = {0, 0};
   ev[0] = leg(sw_derive_id(post ? "tuma-post" : "tuma-void", t->id), zero, zero, 0, 0,
               SW_CODE_PAYMENT, f | LEDGER_TRANSFER_LINKED);
   ev[0].transfer.pending_id = t->id;
+  ev[0].transfer.user_data_32 = post ? 0 : code;
   ev[1] = leg(sw_derive_id(post ? "tuma-post-ndc" : "tuma-void-ndc", t->id), zero, zero, 0, 0,
               SW_CODE_PAYMENT_NDC, f);
   ev[1].transfer.pending_id = ndc;
@@ -315,7 +318,7 @@ static void resolve_done_cb(int status, const ledger_result *r, size_t n, void *
 /* Posts (post = 1) or voids the reserved legs; `code` is the reason given to both sides. */
 static void resolve(sw_transfer *t, int post, int state, unsigned code) {
   ledger_event ev[2];
-  resolve_events(t, post, ev);
+  resolve_events(t, post, code, ev);
   t->state = state;
   t->abort_code = code;
   t->retry_resolve = 0;
@@ -542,7 +545,15 @@ static int ledger_state_of(sw_switch *sw, ledger_id id, unsigned *code) {
     return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_UNSPECIFIED;
   switch (st) {
   case LEDGER_PENDING_POSTED: return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED;
-  case LEDGER_PENDING_VOIDED: *code = 5100; return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_ABORTED;
+  case LEDGER_PENDING_VOIDED: {
+    ledger_transfer v;
+    *code = 5100;
+    if (ledger_lookup_transfer(sw->ledger, sw_derive_id("tuma-void", id), &v) == 0 &&
+        v.user_data_32)
+      *code = v.user_data_32;
+    return *code == SW_ERR_TRANSFER_EXPIRED ? TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_EXPIRED
+                                            : TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_ABORTED;
+  }
   case LEDGER_PENDING_EXPIRED:
     *code = SW_ERR_TRANSFER_EXPIRED;
     return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_EXPIRED;
