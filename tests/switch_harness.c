@@ -120,8 +120,8 @@ int sh_run_cli(sh_switch *h, const char *const *argv, int timeout_ms) {
 
 int sh_issue(sh_switch *h, const char *name, const char *role, const char *outdir,
              const char *const *extra) {
-  const char *argv[32] = {"pki",  "issue", "--dir", h->pki, "--name", name, "--role", role,
-                          "--out", outdir ? outdir : h->certs};
+  const char *argv[32] = {"pki", "issue",  "--dir", h->pki,  "--name",
+                          name,  "--role", role,    "--out", outdir ? outdir : h->certs};
   size_t n = 10;
   for (size_t i = 0; extra && extra[i] && n < 31; i++)
     argv[n++] = extra[i];
@@ -163,7 +163,7 @@ static int bindable(uint16_t port) {
  * tests' own outgoing connections cannot take them between a stop and a restart. */
 static int pick_ports(sh_switch *h) {
   unsigned seed = (unsigned)getpid() ^ (unsigned)mono_ms() ^ (unsigned)(uintptr_t)h;
-  uint16_t got[3];
+  uint16_t got[3] = {0, 0, 0};
   size_t n = 0;
   for (int tries = 0; tries < 1000 && n < 3; tries++) {
     uint16_t p = (uint16_t)(20000 + rand_r(&seed) % 12000);
@@ -307,9 +307,9 @@ static int healthy(sh_switch *h) {
   int ok = 0;
   if (connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0) {
     static const char req[] = "GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    char resp[256];
-    size_t got = 0;
     if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1)) {
+      char resp[256];
+      size_t got = 0;
       ssize_t n;
       while (got < sizeof resp - 1 && (n = recv(fd, resp + got, sizeof resp - 1 - got, 0)) > 0)
         got += (size_t)n;

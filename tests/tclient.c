@@ -30,16 +30,26 @@ struct tc_client {
 
 const char *tc_strerror(int err) {
   switch (err) {
-  case TC_OK: return "ok";
-  case TC_E_INVAL: return "invalid argument";
-  case TC_E_NOMEM: return "out of memory";
-  case TC_E_CONNECT: return "connect failed";
-  case TC_E_TLS: return "TLS error";
-  case TC_E_TIMEOUT: return "timed out";
-  case TC_E_CLOSED: return "connection closed by the peer";
-  case TC_E_DECODE: return "frame does not decode";
-  case TC_E_TOO_LARGE: return "frame too large";
-  default: return "unknown error";
+  case TC_OK:
+    return "ok";
+  case TC_E_INVAL:
+    return "invalid argument";
+  case TC_E_NOMEM:
+    return "out of memory";
+  case TC_E_CONNECT:
+    return "connect failed";
+  case TC_E_TLS:
+    return "TLS error";
+  case TC_E_TIMEOUT:
+    return "timed out";
+  case TC_E_CLOSED:
+    return "connection closed by the peer";
+  case TC_E_DECODE:
+    return "frame does not decode";
+  case TC_E_TOO_LARGE:
+    return "frame too large";
+  default:
+    return "unknown error";
   }
 }
 
@@ -192,7 +202,7 @@ int tc_send(tc_client *c, const Tuma__V1__Envelope *env) {
   if (!buf)
     return TC_E_NOMEM;
   int rc = proto_envelope_encode(env, buf, size, &len) == PROTO_FRAME_OK ? write_all(c, buf, len)
-                                                                        : TC_E_INVAL;
+                                                                         : TC_E_INVAL;
   free(buf);
   return rc;
 }
@@ -337,7 +347,9 @@ int tc_wait_closed(tc_client *c, int timeout_ms, size_t *discarded) {
   return rc == TC_E_CLOSED || rc == TC_E_TLS ? TC_OK : rc;
 }
 
-const char *tc_last_error(const tc_client *c) { return c ? c->err : ""; }
+const char *tc_last_error(const tc_client *c) {
+  return c ? c->err : "";
+}
 
 void tc_close(tc_client *c, int graceful) {
   if (!c)

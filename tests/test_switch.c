@@ -62,6 +62,7 @@ typedef struct it_ctx {
   tc_client *clients[32]; /* closed by it_finish */
   size_t n_clients;
   uint64_t admin_corr;
+  int soft_failures; /* cr_expect failures so far: keep the scratch directory */
 } it_ctx;
 
 /* The running test's context, for it_fini's diagnostics (each test is its own process). */
@@ -118,11 +119,16 @@ static ledger_id wire_id(const uint8_t b[16]) {
 
 static const char *pending_name(ledger_pending_state s) {
   switch (s) {
-  case LEDGER_PENDING_NONE: return "none";
-  case LEDGER_PENDING_OPEN: return "open";
-  case LEDGER_PENDING_POSTED: return "posted";
-  case LEDGER_PENDING_VOIDED: return "voided";
-  case LEDGER_PENDING_EXPIRED: return "expired";
+  case LEDGER_PENDING_NONE:
+    return "none";
+  case LEDGER_PENDING_OPEN:
+    return "open";
+  case LEDGER_PENDING_POSTED:
+    return "posted";
+  case LEDGER_PENDING_VOIDED:
+    return "voided";
+  case LEDGER_PENDING_EXPIRED:
+    return "expired";
   }
   return "?";
 }
@@ -162,7 +168,8 @@ static void check_ledger(it_ctx *t) {
       cr_assert(rc == 0 && st == LEDGER_PENDING_OPEN, "%s: told RESERVED, ledger says %s (rc %d)",
                 s->what, pending_name(st), rc);
       break;
-    default: cr_assert_fail("%s: nothing told", s->what);
+    default:
+      cr_assert_fail("%s: nothing told", s->what);
     }
   }
   ledger_close(l);
@@ -180,7 +187,11 @@ static void it_finish(it_ctx *t) {
     tc_close(t->clients[i], 0);
   t->n_clients = 0;
   check_ledger(t);
-  sh_destroy(t->h, getenv("TUMA_TEST_KEEP") == NULL);
+  if (t->soft_failures) {
+    sh_dump_log(t->h, "tumad", 40);
+    fprintf(stderr, "[tumad] scratch directory kept: %s\n", t->h->dir);
+  }
+  sh_destroy(t->h, !t->soft_failures && getenv("TUMA_TEST_KEEP") == NULL);
   t->h = NULL;
 }
 
@@ -224,25 +235,30 @@ static const char *admin_body_name(int body_case) {
 
 static const char *state_name(int s) {
   switch (s) {
-  case ST_RESERVED: return "RESERVED";
-  case ST_COMMITTED: return "COMMITTED";
-  case ST_ABORTED: return "ABORTED";
-  case ST_EXPIRED: return "EXPIRED";
-  default: return "UNSPECIFIED";
+  case ST_RESERVED:
+    return "RESERVED";
+  case ST_COMMITTED:
+    return "COMMITTED";
+  case ST_ABORTED:
+    return "ABORTED";
+  case ST_EXPIRED:
+    return "EXPIRED";
+  default:
+    return "UNSPECIFIED";
   }
 }
 
 static void send_env(tc_client *c, const char *who, Tuma__V1__Envelope *env) {
   int rc = tc_send(c, env);
-  cr_assert_eq(rc, TC_OK, "%s: send %s: %s (%s)", who, body_name(env->body_case),
-               tc_strerror(rc), tc_last_error(c));
+  cr_assert_eq(rc, TC_OK, "%s: send %s: %s (%s)", who, body_name(env->body_case), tc_strerror(rc),
+               tc_last_error(c));
 }
 
 static Tuma__V1__Envelope *recv_env(tc_client *c, const char *who, int timeout_ms) {
   Tuma__V1__Envelope *env = NULL;
   int rc = tc_recv(c, timeout_ms, &env);
-  cr_assert_eq(rc, TC_OK, "%s: no envelope within %d ms: %s (%s)", who, timeout_ms,
-               tc_strerror(rc), tc_last_error(c));
+  cr_assert_eq(rc, TC_OK, "%s: no envelope within %d ms: %s (%s)", who, timeout_ms, tc_strerror(rc),
+               tc_last_error(c));
   return env;
 }
 
@@ -449,6 +465,22 @@ static void describe_result(const Tuma__V1__Envelope *r, char *out, size_t outle
            m->transfer_id.len == 16 ? m->transfer_id.data[15] : 0);
 }
 
+/* Like expect_result, but a mismatch is recorded (cr_expect) and the test goes on: for the
+ * states the switch reports from the ledger after the fact, so that the rest of the scenario
+ * (and the ledger check at its end) still runs. An envelope must still arrive. */
+static void expect_result_soft(it_ctx *t, tc_client *c, const char *who, uint64_t corr,
+                               const uint8_t id[16], int state, unsigned code) {
+  want_result w = {corr, id, state, code};
+  Tuma__V1__Envelope *r = recv_env(c, who, T_ANSWER);
+  char got[160];
+  describe_result(r, got, sizeof got);
+  int ok = r->body_case == TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT && result_matches(r, &w);
+  t->soft_failures += !ok;
+  cr_expect(ok, "%s: expected transfer_result corr %llu state %s code %u, got %s", who,
+            (unsigned long long)corr, state_name(state), code, got);
+  tuma__v1__envelope__free_unpacked(r, NULL);
+}
+
 /* The next envelope on c is the TransferResult w; returns it (the caller frees). */
 static Tuma__V1__Envelope *expect_result_env(tc_client *c, const char *who, const want_result *w,
                                              int timeout_ms) {
@@ -520,7 +552,8 @@ static uint64_t expect_forward(tc_client *c, const char *who, const uint8_t id[1
 
 /* ---------------------------------------------------------------- admin messages */
 
-static Tuma__V1__AdminEnvelope *admin_call(it_ctx *t, tc_client *adm, Tuma__V1__AdminEnvelope *env) {
+static Tuma__V1__AdminEnvelope *admin_call(it_ctx *t, tc_client *adm,
+                                           Tuma__V1__AdminEnvelope *env) {
   env->correlation_id = ++t->admin_corr + 1000;
   int rc = tc_send_admin(adm, env);
   cr_assert_eq(rc, TC_OK, "admin: send %s: %s", admin_body_name(env->body_case), tc_strerror(rc));
@@ -909,11 +942,11 @@ Test(switch, expiry) {
 
   /* A late fulfil, a query and a retried prepare all say EXPIRED. */
   send_fulfil(b, "beta", 71, id, FS_COMMITTED, NULL, 0);
-  expect_result(b, "beta", 71, id, ST_EXPIRED, 3303);
+  expect_result_soft(t, b, "beta", 71, id, ST_EXPIRED, 3303);
   send_query(a, "alpha", 72, id);
-  expect_result(a, "alpha", 72, id, ST_EXPIRED, 3303);
+  expect_result_soft(t, a, "alpha", 72, id, ST_EXPIRED, 3303);
   send_prepare(a, "alpha", 73, &p);
-  expect_result(a, "alpha", 73, id, ST_EXPIRED, 3303);
+  expect_result_soft(t, a, "alpha", 73, id, ST_EXPIRED, 3303);
   expect_silence(b, "beta", T_SILENCE);
 
   position pa = get_position(t, adm, "alpha");
@@ -987,6 +1020,23 @@ Test(switch, duplicates) {
   position pa = get_position(t, adm, "alpha");
   cr_assert_eq(pa.liquidity, SH_DEPOSIT - 1234, "debited once");
   cr_assert_eq(pa.reserved, 0);
+
+  /* A payer that retries after a long outage resends a prepare whose expiration has passed:
+   * it must still learn the outcome (COMMITTED), not a validation error. */
+  uint8_t id2[16];
+  new_id(id2);
+  prep p2 = simple(id2, "beta", 321);
+  p2.expiration_ms = sh_now_ms() + 1000;
+  send_prepare(a, "alpha", 7, &p2);
+  expect_forward(b, "beta", id2, "alpha", 321);
+  send_fulfil(b, "beta", 12, id2, FS_COMMITTED, NULL, 0);
+  expect_result(a, "alpha", 7, id2, ST_COMMITTED, 0);
+  expect_result(b, "beta", 12, id2, ST_COMMITTED, 0);
+  track(t, id2, ST_COMMITTED, "retried after its expiration");
+  while (sh_now_ms() <= p2.expiration_ms + 100)
+    sleep_ms(50);
+  send_prepare(a, "alpha", 8, &p2);
+  expect_result_soft(t, a, "alpha", 8, id2, ST_COMMITTED, 0);
   it_finish(t);
 }
 
@@ -1133,8 +1183,8 @@ Test(switch, suspended_participant) {
   it_ctx *t = it_start(NULL);
   tc_client *a = op_connect(t, "alpha"), *b = op_connect(t, "beta");
   tc_client *adm = admin_connect(t);
-  cr_assert_eq(set_status(t, adm, "beta", TUMA__V1__PARTICIPANT_STATUS__PARTICIPANT_STATUS_SUSPENDED),
-               0);
+  cr_assert_eq(
+      set_status(t, adm, "beta", TUMA__V1__PARTICIPANT_STATUS__PARTICIPANT_STATUS_SUSPENDED), 0);
   /* beta's live connection is cut off: 4300, then closed. */
   expect_error(b, "beta", 0, 4300);
   expect_closed(b, "beta", T_ANSWER);
@@ -1226,8 +1276,8 @@ Test(switch, certificate_from_another_ca) {
   snprintf(other, sizeof other, "%s/other", t->h->dir);
   const char *init[] = {"pki", "init", "--dir", other, NULL};
   cr_assert_eq(sh_run_cli(t->h, init, 10000), 0, "tuma pki init (another CA)");
-  const char *issue[] = {"pki", "issue", "--dir", other, "--name", "alpha", "--role",
-                         "operator", NULL};
+  const char *issue[] = {"pki",   "issue",  "--dir",    other, "--name",
+                         "alpha", "--role", "operator", NULL};
   cr_assert_eq(sh_run_cli(t->h, issue, 10000), 0, "tuma pki issue (another CA)");
   snprintf(other_ca, sizeof other_ca, "%s/ca.crt", other);
   snprintf(cert, sizeof cert, "%s/alpha.crt", other);
@@ -1317,8 +1367,8 @@ Test(switch, certificate_roles) {
 Test(switch, malformed_frame) {
   it_ctx *t = it_start(NULL);
   tc_client *a = op_connect(t, "alpha");
-  static const uint8_t garbage[] = {0, 0, 0, 10, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                    0xff, 0xff, 0xff, 0xff, 0xff};
+  static const uint8_t garbage[] = {0,    0,    0,    10,   0xff, 0xff, 0xff,
+                                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
   cr_assert_eq(tc_write_raw(a, garbage, sizeof garbage), TC_OK);
   expect_error(a, "alpha", 0, 3101);
   expect_closed(a, "alpha", T_ANSWER);
@@ -1420,7 +1470,7 @@ Test(switch, payee_drops_mid_transfer) {
   expect_result(b2, "beta", 0, id, ST_EXPIRED, 3303);
   track(t, id, ST_EXPIRED, "payee dropped");
   send_fulfil(b2, "beta", 5, id, FS_COMMITTED, NULL, 0);
-  expect_result(b2, "beta", 5, id, ST_EXPIRED, 3303);
+  expect_result_soft(t, b2, "beta", 5, id, ST_EXPIRED, 3303);
   it_finish(t);
 }
 
@@ -1462,7 +1512,7 @@ Test(switch, restart_with_transfers_in_flight) {
   cr_assert_geq(sh_now_ms(), py.expiration_ms);
   expect_result(b2, "beta", 0, y, ST_EXPIRED, 3303);
   send_query(a2, "alpha", 5, y);
-  expect_result(a2, "alpha", 5, y, ST_EXPIRED, 3303);
+  expect_result_soft(t, a2, "alpha", 5, y, ST_EXPIRED, 3303);
   track(t, y, ST_EXPIRED, "expired after restart");
   cr_assert(sh_log_contains(t->h, "transfers.recovered"), "tumad logs the recovery");
   it_finish(t);
