@@ -27,7 +27,8 @@ struct admin_client {
   SSL_CTX *ctx;
   SSL *ssl;
   uint64_t next_correlation_id;
-  int broken; /* a call failed midway; the stream is out of step */
+  int broken;   /* a call failed midway; the stream is out of step */
+  int answered; /* a reply came: the switch accepted our certificate */
 };
 
 const char *admin_client_strerror(int err) {
@@ -247,16 +248,22 @@ static int ac_io_fail(admin_client *c, int ret, const char *doing, admin_client_
   int saved = errno;
   int e = SSL_get_error(c->ssl, ret);
   c->broken = 1;
+  /* In TLS 1.3 the switch judges our certificate after our side of the handshake is done, so
+   * a refusal shows up as a closed connection on the first request. */
+  const char *hint = c->answered ? ""
+                                 : " (did it refuse our certificate? revoked, expired, from "
+                                   "another CA or without role admin: see tumad's log)";
   if (e == SSL_ERROR_ZERO_RETURN)
-    return ac_fail(diag, ADMIN_CLIENT_ECLOSED, "the switch closed the connection while %s", doing);
+    return ac_fail(diag, ADMIN_CLIENT_ECLOSED, "the switch closed the connection while %s%s", doing,
+                   hint);
   if (e == SSL_ERROR_SYSCALL && (saved == EAGAIN || saved == EWOULDBLOCK)) {
     ERR_clear_error();
     return ac_fail(diag, ADMIN_CLIENT_ETIMEOUT, "timed out %s", doing);
   }
   if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
     if (saved == 0 || saved == EPIPE || saved == ECONNRESET)
-      return ac_fail(diag, ADMIN_CLIENT_ECLOSED, "the switch closed the connection while %s",
-                     doing);
+      return ac_fail(diag, ADMIN_CLIENT_ECLOSED, "the switch closed the connection while %s%s",
+                     doing, hint);
     return ac_fail(diag, ADMIN_CLIENT_ECLOSED, "connection failed while %s: %s", doing,
                    strerror(saved));
   }
@@ -353,8 +360,8 @@ static int ac_read_frame(admin_client *c, Tuma__V1__AdminEnvelope **env, admin_c
     if (*env == NULL) {
       c->broken = 1;
       rc = ac_fail(diag, ADMIN_CLIENT_EPROTO,
-                   "the switch sent a frame that does not decode as "
-                   "an AdminEnvelope");
+                   "the switch sent a frame that does not decode as an AdminEnvelope (is "
+                   "--connect the admin listener, not the operator one?)");
     }
   }
   free(body);
@@ -392,6 +399,7 @@ int admin_client_call(admin_client *c, Tuma__V1__AdminEnvelope *req,
     if (rc != 0)
       return rc;
     assert(env != NULL);
+    c->answered = 1;
     int connection_error =
         env->correlation_id == 0 && env->body_case == TUMA__V1__ADMIN_ENVELOPE__BODY_ADMIN_RESULT;
     if (env->correlation_id == id || connection_error) {

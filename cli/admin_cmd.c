@@ -208,14 +208,10 @@ static int admin_check_result(const char *cmd, const Tuma__V1__AdminEnvelope *re
   return CLI_EXIT_FAIL;
 }
 
-/* Sends a request whose only answer is an AdminResult; prints done on success. */
-static int admin_simple(const char *cmd, admin_args *a, Tuma__V1__AdminEnvelope *req,
-                        const char *done) {
-  Tuma__V1__AdminEnvelope *reply = NULL;
-  int rc = admin_run(cmd, a, req, &reply);
-  if (rc != 0)
-    return rc;
-  rc = admin_check_result(cmd, reply);
+/* Judges the reply to a request whose only answer is an AdminResult: prints done on success,
+ * the refusal otherwise. reply stays the caller's. */
+static int admin_finish(const char *cmd, const Tuma__V1__AdminEnvelope *reply, const char *done) {
+  int rc = admin_check_result(cmd, reply);
   if (rc < 0) {
     fprintf(stderr, "tuma %s: the switch answered with an unexpected message (body %d)\n", cmd,
             (int)reply->body_case);
@@ -223,6 +219,17 @@ static int admin_simple(const char *cmd, admin_args *a, Tuma__V1__AdminEnvelope 
   } else if (rc == CLI_EXIT_OK) {
     printf("%s\n", done);
   }
+  return rc;
+}
+
+/* Sends a request whose only answer is an AdminResult; prints done on success. */
+static int admin_simple(const char *cmd, admin_args *a, Tuma__V1__AdminEnvelope *req,
+                        const char *done) {
+  Tuma__V1__AdminEnvelope *reply = NULL;
+  int rc = admin_run(cmd, a, req, &reply);
+  if (rc != 0)
+    return rc;
+  rc = admin_finish(cmd, reply, done);
   tuma__v1__admin_envelope__free_unpacked(reply, NULL);
   return rc;
 }
@@ -515,10 +522,17 @@ int cli_liquidity_main(int argc, char **argv) {
   char done[256];
   snprintf(done, sizeof done, "%s %" PRIu64 " %s %s %s", deposit ? "deposited" : "withdrew", amount,
            currency, deposit ? "to" : "from", id);
-  rc = admin_simple(cmd, &a, &req, done);
-  if (rc == CLI_EXIT_FAIL)
-    fprintf(stderr, "tuma %s: to retry this same adjustment: tuma %s %s %" PRIu64 " %s --id %s\n",
-            cmd, cmd, id, amount, currency, hex);
+  Tuma__V1__AdminEnvelope *reply = NULL;
+  if ((rc = admin_run(cmd, &a, &req, &reply)) != 0) {
+    /* The adjustment may or may not have been applied; the same id makes a retry safe. */
+    if (rc == CLI_EXIT_FAIL)
+      fprintf(stderr,
+              "tuma %s: to retry this same adjustment safely: tuma %s %s %" PRIu64 " %s --id %s\n",
+              cmd, cmd, id, amount, currency, hex);
+    return rc;
+  }
+  rc = admin_finish(cmd, reply, done);
+  tuma__v1__admin_envelope__free_unpacked(reply, NULL);
   return rc;
 }
 
@@ -528,7 +542,10 @@ static const char ndc_usage[] =
     "usage: tuma ndc set ID AMOUNT CURRENCY\n"
     "\n"
     "Sets participant ID's net debit cap in CURRENCY: the most it may owe, net, in minor units\n"
-    "(digits only; 0 allows no net debit).\n";
+    "(digits only, 0 to 9223372036854775807; 0 allows no net debit), or 'unlimited'.\n";
+
+/* The largest cap the switch accepts; it also means "no cap" (switch/registry.h). */
+#define ADMIN_NDC_UNLIMITED ((uint64_t)INT64_MAX)
 
 int cli_ndc_main(int argc, char **argv) {
   const char *usage = ndc_usage, *cmd = "ndc set";
@@ -552,7 +569,9 @@ int cli_ndc_main(int argc, char **argv) {
   uint64_t amount = 0;
   if ((rc = admin_check_participant(cmd, usage, id)) != 0)
     return rc;
-  if (cli_parse_u64(cmd, "AMOUNT", a.pos[1], 0, UINT64_MAX, &amount) != 0)
+  if (strcmp(a.pos[1], "unlimited") == 0)
+    amount = ADMIN_NDC_UNLIMITED;
+  else if (cli_parse_u64(cmd, "AMOUNT", a.pos[1], 0, ADMIN_NDC_UNLIMITED, &amount) != 0)
     return CLI_EXIT_USAGE;
   if ((rc = admin_check_currency(cmd, usage, currency)) != 0)
     return rc;
@@ -566,7 +585,10 @@ int cli_ndc_main(int argc, char **argv) {
   req.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_NET_DEBIT_CAP_SET;
   req.net_debit_cap_set = &body;
   char done[256];
-  snprintf(done, sizeof done, "net debit cap of %s set to %" PRIu64 " %s", id, amount, currency);
+  if (amount == ADMIN_NDC_UNLIMITED)
+    snprintf(done, sizeof done, "net debit cap of %s in %s set to unlimited", id, currency);
+  else
+    snprintf(done, sizeof done, "net debit cap of %s set to %" PRIu64 " %s", id, amount, currency);
   return admin_simple(cmd, &a, &req, done);
 }
 
@@ -577,7 +599,7 @@ static const char positions_usage[] =
     "\n"
     "Shows each participant's position per currency (or only ID's), in minor units:\n"
     "LIQUIDITY (posted), RESERVED (held by transfers in flight), AVAILABLE, NDC (net debit\n"
-    "cap) and NET (sent - received, posted; positive = owes).\n";
+    "cap, or 'unlimited') and NET (sent - received, posted; positive = owes).\n";
 
 static int admin_print_positions(const Tuma__V1__PositionsResult *r) {
   int wid = 11;
@@ -589,10 +611,14 @@ static int admin_print_positions(const Tuma__V1__PositionsResult *r) {
          "RESERVED", "AVAILABLE", "NDC", "NET");
   for (size_t k = 0; k < r->n_positions; k++) {
     const Tuma__V1__Position *p = r->positions[k];
-    printf("%-*s  %-8s  %20" PRIu64 "  %20" PRIu64 "  %20" PRIu64 "  %20" PRIu64 "  %20" PRId64
-           "\n",
-           wid, p->participant_id, p->currency, p->liquidity, p->reserved, p->available,
-           p->net_debit_cap, p->net_position);
+    char ndc[24];
+    if (p->net_debit_cap >= ADMIN_NDC_UNLIMITED)
+      snprintf(ndc, sizeof ndc, "unlimited");
+    else
+      snprintf(ndc, sizeof ndc, "%" PRIu64, p->net_debit_cap);
+    printf("%-*s  %-8s  %20" PRIu64 "  %20" PRIu64 "  %20" PRIu64 "  %20s  %20" PRId64 "\n", wid,
+           p->participant_id, p->currency, p->liquidity, p->reserved, p->available, ndc,
+           p->net_position);
   }
   if (r->n_positions == 0)
     printf("(no positions)\n");
