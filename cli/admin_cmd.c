@@ -376,11 +376,11 @@ int cli_participant_main(int argc, char **argv) {
     snprintf(done, sizeof done, "participant %s %s", id, suspend ? "suspended" : "resumed");
     return admin_simple(cmd, &a, &req, done);
   }
-  if (a.name == NULL || !cli_text_valid(a.name, ADMIN_NAME_MAX))
-    return admin_usage_error(cmd, usage,
-                             "%s--name is required: 1-128 bytes of UTF-8 text, no control "
-                             "characters",
-                             NULL);
+  if (a.name == NULL)
+    return admin_usage_error(cmd, usage, "%s--name is required", NULL);
+  if (!cli_text_valid(a.name, ADMIN_NAME_MAX))
+    return admin_usage_error(
+        cmd, usage, "%s--name must be 1-128 bytes of UTF-8 text, no control characters", NULL);
   if (a.ncurrencies == 0)
     return admin_usage_error(cmd, usage, "%sat least one --currency is needed", NULL);
   for (int k = 0; k < a.ncurrencies; k++) {
