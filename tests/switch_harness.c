@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -162,7 +163,9 @@ static int bindable(uint16_t port) {
 /* Three distinct free ports below the usual ephemeral range (32768-60999), so that the
  * tests' own outgoing connections cannot take them between a stop and a restart. */
 static int pick_ports(sh_switch *h) {
-  unsigned seed = (unsigned)getpid() ^ (unsigned)mono_ms() ^ (unsigned)(uintptr_t)h;
+  unsigned seed;
+  if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+    seed = (unsigned)getpid() * 2654435761u + (unsigned)mono_ms();
   uint16_t got[3] = {0, 0, 0};
   size_t n = 0;
   for (int tries = 0; tries < 1000 && n < 3; tries++) {
@@ -246,6 +249,12 @@ int sh_create(const sh_options *opts, sh_switch **out, char *err, size_t errlen)
     seterr(err, errlen, "out of memory");
     return -1;
   }
+  if (opts)
+    h->opts = *opts;
+  if (h->opts.log_level) { /* keep a copy: the caller's string may go */
+    snprintf(h->log_level, sizeof h->log_level, "%s", h->opts.log_level);
+    h->opts.log_level = h->log_level;
+  }
   snprintf(h->tumad, sizeof h->tumad, "%s", tumad);
   snprintf(h->tuma, sizeof h->tuma, "%s", tuma);
   const char *tmp = getenv("TMPDIR");
@@ -278,7 +287,7 @@ int sh_create(const sh_options *opts, sh_switch **out, char *err, size_t errlen)
     seterr(err, errlen, "no free loopback ports");
     goto fail;
   }
-  if (write_config(h, opts)) {
+  if (write_config(h, &h->opts)) {
     seterr(err, errlen, "cannot write %s", h->config);
     goto fail;
   }
@@ -291,11 +300,10 @@ fail:
 
 /* ---------------------------------------------------------------- running */
 
-/* 1 if GET /healthz on the metrics port answers 200 (within ~500 ms). */
-static int healthy(sh_switch *h) {
+int sh_http_get(sh_switch *h, const char *path, char *body, size_t bodylen) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
-    return 0;
+    return -1;
   struct timeval tv = {0, 500000};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -304,24 +312,64 @@ static int healthy(sh_switch *h) {
   sin.sin_family = AF_INET;
   sin.sin_port = htons(h->metrics_port);
   sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int ok = 0;
-  if (connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0) {
-    static const char req[] = "GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof req - 1)) {
-      char resp[256];
-      size_t got = 0;
-      ssize_t n;
-      while (got < sizeof resp - 1 && (n = recv(fd, resp + got, sizeof resp - 1 - got, 0)) > 0)
-        got += (size_t)n;
-      resp[got] = 0;
-      ok = strncmp(resp, "HTTP/1.", 7) == 0 && strstr(resp, " 200 ") != NULL;
-    }
+  int status = -1;
+  char req[600];
+  int reqlen = snprintf(req, sizeof req, "GET %.500s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+  char *resp = malloc(1 << 20);
+  if (resp && connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+      send(fd, req, (size_t)reqlen, MSG_NOSIGNAL) == reqlen) {
+    size_t got = 0;
+    ssize_t n;
+    int64_t deadline = mono_ms() + 2000;
+    while (got < (1u << 20) - 1 && mono_ms() < deadline &&
+           (n = recv(fd, resp + got, (1u << 20) - 1 - got, 0)) > 0)
+      got += (size_t)n;
+    resp[got] = 0;
+    int code = 0;
+    if (sscanf(resp, "HTTP/1.%*d %d", &code) == 1)
+      status = code;
+    const char *start = strstr(resp, "\r\n\r\n");
+    if (body && bodylen)
+      snprintf(body, bodylen, "%s", start ? start + 4 : "");
   }
+  free(resp);
   close(fd);
-  return ok;
+  return status;
 }
 
+/* 1 if GET /healthz on the metrics port answers 200. */
+static int healthy(sh_switch *h) {
+  char body[64];
+  return sh_http_get(h, "/healthz", body, sizeof body) == 200;
+}
+
+static int start_once(sh_switch *h, int timeout_ms, char *err, size_t errlen);
+
+/* The ports were free when picked, but a parallel test may take one before tumad binds it (or
+ * between a stop and a restart): then pick others and try again. */
 int sh_start(sh_switch *h, int timeout_ms, char *err, size_t errlen) {
+  for (int attempt = 0;; attempt++) {
+    off_t before = 0;
+    struct stat st;
+    if (stat(h->log, &st) == 0)
+      before = st.st_size;
+    int rc = start_once(h, timeout_ms, err, errlen);
+    if (rc == 0 || attempt == 3)
+      return rc;
+    FILE *f = fopen(h->log, "r");
+    char line[1024];
+    int clash = 0;
+    if (f && fseeko(f, before, SEEK_SET) == 0)
+      while (fgets(line, sizeof line, f))
+        clash |= strstr(line, "listen.failed") && strstr(line, "Address already in use");
+    if (f)
+      fclose(f);
+    if (!clash || pick_ports(h) || write_config(h, &h->opts))
+      return rc;
+  }
+}
+
+static int start_once(sh_switch *h, int timeout_ms, char *err, size_t errlen) {
   if (h->pid) {
     seterr(err, errlen, "tumad already running");
     return -1;

@@ -48,7 +48,9 @@ typedef struct sh_switch {
   char log[SH_PATH_MAX];
   char ca[SH_PATH_MAX]; /* DIR/pki/ca.crt */
   uint16_t port, admin_port, metrics_port;
-  pid_t pid; /* the running tumad, or 0 */
+  pid_t pid;       /* the running tumad, or 0 */
+  sh_options opts; /* as given to sh_create (the configuration is rewritten from it) */
+  char log_level[16];
   char tumad[SH_PATH_MAX], tuma[SH_PATH_MAX];
 } sh_switch;
 
@@ -73,8 +75,10 @@ const char *sh_cert(sh_switch *h, const char *name);
 const char *sh_key(sh_switch *h, const char *name);
 
 /* Starts tumad with DIR/tumad.ini and waits (at most timeout_ms) until GET /healthz on the
- * metrics port answers 200. Returns 0; -1 if it exited or did not become ready (then it is
- * killed), with a reason in err. */
+ * metrics port answers 200. If it cannot listen because a port was taken meanwhile (tests run
+ * in parallel), new ports are picked, the configuration rewritten and tumad started again (at
+ * most 3 times): read h->port etc. after this call. Returns 0; -1 if it exited or did not
+ * become ready (then it is killed), with a reason in err. */
 int sh_start(sh_switch *h, int timeout_ms, char *err, size_t errlen);
 
 /* SIGTERM and wait at most timeout_ms; if still running, SIGKILL. *status (may be NULL) gets
@@ -84,6 +88,10 @@ int sh_stop(sh_switch *h, int timeout_ms, int *status);
 
 /* SIGKILL and reap. Returns 0, or -1 if it was not running. */
 int sh_kill(sh_switch *h);
+
+/* GET path on the metrics port (HTTP/1.0, at most ~2 s). Writes the body (NUL-terminated,
+ * truncated to fit) into body[bodylen] and returns the HTTP status, or -1. */
+int sh_http_get(sh_switch *h, const char *path, char *body, size_t bodylen);
 
 /* 1 if DIR/tumad.log contains s. */
 int sh_log_contains(sh_switch *h, const char *s);

@@ -808,6 +808,42 @@ Test(switch, routing_by_party) {
   expect_result(a, "alpha", 9, id2, ST_COMMITTED, 0);
   expect_result(b, "beta", 51, id2, ST_COMMITTED, 0);
   track(t, id2, ST_COMMITTED, "by MSISDN prefix");
+
+  /* The scheme operator points a national ID at gamma, then removes it. */
+  tc_client *adm = admin_connect(t);
+  Tuma__V1__Party nid = TUMA__V1__PARTY__INIT;
+  nid.type = PT_NATIONAL_ID;
+  nid.id = (char *)"KE-77777777";
+  Tuma__V1__AdminEnvelope aenv = TUMA__V1__ADMIN_ENVELOPE__INIT;
+  Tuma__V1__PartyDirectoryUpsert up = TUMA__V1__PARTY_DIRECTORY_UPSERT__INIT;
+  up.party = &nid;
+  up.participant_id = (char *)"gamma";
+  aenv.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_PARTY_DIRECTORY_UPSERT;
+  aenv.party_directory_upsert = &up;
+  cr_assert_eq(admin_result(t, adm, &aenv), 0, "directory upsert");
+  look.party = &nid;
+  env.correlation_id = 10;
+  env.body_case = TUMA__V1__ENVELOPE__BODY_PARTY_LOOKUP;
+  env.party_lookup = &look;
+  send_env(a, "alpha", &env);
+  r = recv_env(a, "alpha", T_ANSWER);
+  cr_assert_eq(r->body_case, TUMA__V1__ENVELOPE__BODY_PARTY_LOOKUP_RESULT);
+  cr_assert_str_eq(r->party_lookup_result->participant_id, "gamma");
+  tuma__v1__envelope__free_unpacked(r, NULL);
+  Tuma__V1__PartyDirectoryRemove rm = TUMA__V1__PARTY_DIRECTORY_REMOVE__INIT;
+  rm.party = &nid;
+  aenv = (Tuma__V1__AdminEnvelope)TUMA__V1__ADMIN_ENVELOPE__INIT;
+  aenv.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_PARTY_DIRECTORY_REMOVE;
+  aenv.party_directory_remove = &rm;
+  cr_assert_eq(admin_result(t, adm, &aenv), 0, "directory remove");
+  cr_assert_eq(admin_result(t, adm, &aenv), 3204, "removing it again: 3204");
+  env.correlation_id = 11;
+  send_env(a, "alpha", &env);
+  r = recv_env(a, "alpha", T_ANSWER);
+  cr_assert_eq(r->body_case, TUMA__V1__ENVELOPE__BODY_PARTY_LOOKUP_RESULT);
+  cr_assert_str_eq(r->party_lookup_result->participant_id, "");
+  cr_assert(r->party_lookup_result->error && r->party_lookup_result->error->code == 3204);
+  tuma__v1__envelope__free_unpacked(r, NULL);
   it_finish(t);
 }
 
@@ -1127,6 +1163,102 @@ Test(switch, net_debit_cap) {
   expect_result(a, "alpha", 104, id[4], ST_COMMITTED, 0);
   track(t, id[4], ST_COMMITTED, "ndc reuse");
   cr_assert_eq(get_position(t, adm, "gamma").net, 5000);
+
+  /* A cap below the net position is refused; a higher one makes room. */
+  Tuma__V1__AdminEnvelope env = TUMA__V1__ADMIN_ENVELOPE__INIT;
+  Tuma__V1__NetDebitCapSet m = TUMA__V1__NET_DEBIT_CAP_SET__INIT;
+  Tuma__V1__Money cap = TUMA__V1__MONEY__INIT;
+  cap.currency = (char *)"KES";
+  cap.amount = 4000;
+  m.participant_id = (char *)"gamma";
+  m.cap = &cap;
+  env.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_NET_DEBIT_CAP_SET;
+  env.net_debit_cap_set = &m;
+  cr_assert_eq(admin_result(t, adm, &env), 4200, "cap below the net position");
+  cr_assert_eq(get_position(t, adm, "gamma").cap, SH_GAMMA_CAP, "cap unchanged");
+  cap.amount = 8000;
+  cr_assert_eq(admin_result(t, adm, &env), 0, "cap raised");
+  cr_assert_eq(admin_result(t, adm, &env), 0, "the same cap again");
+  cr_assert_eq(get_position(t, adm, "gamma").cap, 8000);
+  uint8_t more[16];
+  new_id(more);
+  p = simple(more, "alpha", 3000);
+  send_prepare(g, "gamma", 6, &p);
+  expect_forward(a, "alpha", more, "gamma", 3000);
+  send_fulfil(a, "alpha", 105, more, FS_COMMITTED, NULL, 0);
+  expect_result(g, "gamma", 6, more, ST_COMMITTED, 0);
+  expect_result(a, "alpha", 105, more, ST_COMMITTED, 0);
+  track(t, more, ST_COMMITTED, "ndc raised");
+  cr_assert_eq(get_position(t, adm, "gamma").net, 8000);
+  it_finish(t);
+}
+
+Test(switch, pipelined_transfers) {
+  enum { N = 40 };
+  it_ctx *t = it_start(NULL);
+  tc_client *a = op_connect(t, "alpha"), *b = op_connect(t, "beta");
+  tc_client *adm = admin_connect(t);
+  uint8_t ids[N][16];
+  int got_forward[N] = {0}, got_result[N] = {0}, got_confirm[N] = {0};
+  uint64_t sent = 0;
+  for (int i = 0; i < N; i++) {
+    new_id(ids[i]);
+    prep p = simple(ids[i], "beta", 10 + (uint64_t)i);
+    send_prepare(a, "alpha", 100 + (uint64_t)i, &p);
+  }
+  /* beta gets every forward once, in whatever order the ledger batches them. */
+  for (int k = 0; k < N; k++) {
+    Tuma__V1__Envelope *r = recv_env(b, "beta", T_ANSWER);
+    cr_assert_eq(r->body_case, TUMA__V1__ENVELOPE__BODY_TRANSFER_FORWARD, "beta: got %s",
+                 body_name(r->body_case));
+    int i = 0;
+    while (i < N && memcmp(r->transfer_forward->transfer_id.data, ids[i], 16))
+      i++;
+    cr_assert_lt(i, N, "a forward of a transfer alpha sent");
+    cr_assert_eq(got_forward[i]++, 0, "forwarded once");
+    cr_assert_eq(r->transfer_forward->amount->amount, 10 + (uint64_t)i);
+    tuma__v1__envelope__free_unpacked(r, NULL);
+  }
+  /* Even ones committed, odd ones rejected, all pipelined. */
+  for (int i = 0; i < N; i++) {
+    send_fulfil(b, "beta", 500 + (uint64_t)i, ids[i], i % 2 ? FS_ABORTED : FS_COMMITTED, NULL,
+                i % 2 ? 5105 : 0);
+    if (i % 2 == 0)
+      sent += 10 + (uint64_t)i;
+  }
+  for (int k = 0; k < N; k++) {
+    Tuma__V1__Envelope *r = recv_env(a, "alpha", T_ANSWER);
+    cr_assert_eq(r->body_case, TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT);
+    int i = (int)r->correlation_id - 100;
+    cr_assert(i >= 0 && i < N, "alpha: a result for one of its prepares (corr %llu)",
+              (unsigned long long)r->correlation_id);
+    cr_assert_eq(got_result[i]++, 0, "one result per prepare");
+    cr_assert_arr_eq(r->transfer_result->transfer_id.data, ids[i], 16, "matched by correlation");
+    cr_assert_eq(r->transfer_result->state, i % 2 ? ST_ABORTED : ST_COMMITTED);
+    tuma__v1__envelope__free_unpacked(r, NULL);
+    track(t, ids[i], i % 2 ? ST_ABORTED : ST_COMMITTED, "pipelined");
+  }
+  for (int k = 0; k < N; k++) {
+    Tuma__V1__Envelope *r = recv_env(b, "beta", T_ANSWER);
+    cr_assert_eq(r->body_case, TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT);
+    int i = (int)r->correlation_id - 500;
+    cr_assert(i >= 0 && i < N, "beta: a confirmation of one of its fulfils");
+    cr_assert_eq(got_confirm[i]++, 0);
+    cr_assert_arr_eq(r->transfer_result->transfer_id.data, ids[i], 16);
+    cr_assert_eq(r->transfer_result->state, i % 2 ? ST_ABORTED : ST_COMMITTED);
+    tuma__v1__envelope__free_unpacked(r, NULL);
+  }
+  position pa = get_position(t, adm, "alpha"), pb = get_position(t, adm, "beta");
+  cr_assert_eq(pa.liquidity, SH_DEPOSIT - sent);
+  cr_assert_eq(pa.reserved, 0);
+  cr_assert_eq(pb.liquidity, SH_DEPOSIT + sent);
+  /* /metrics counts them. */
+  char body[16384];
+  cr_assert_eq(sh_http_get(t->h, "/metrics", body, sizeof body), 200);
+  cr_assert(strstr(body, "tuma_transfers_total{outcome=\"committed\"} 20\n") != NULL,
+            "metrics: 20 committed:\n%s", body);
+  cr_assert(strstr(body, "tuma_transfers_total{outcome=\"aborted\"} 20\n") != NULL,
+            "metrics: 20 aborted");
   it_finish(t);
 }
 
