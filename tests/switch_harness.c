@@ -357,11 +357,12 @@ int sh_start(sh_switch *h, int timeout_ms, char *err, size_t errlen) {
     if (rc == 0 || attempt == 3)
       return rc;
     FILE *f = fopen(h->log, "r");
-    char line[1024];
     int clash = 0;
-    if (f && fseeko(f, before, SEEK_SET) == 0)
+    if (f && fseeko(f, before, SEEK_SET) == 0) {
+      char line[1024];
       while (fgets(line, sizeof line, f))
         clash |= strstr(line, "listen.failed") && strstr(line, "Address already in use");
+    }
     if (f)
       fclose(f);
     if (!clash || pick_ports(h) || write_config(h, &h->opts))
