@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct completion {
@@ -19,6 +20,7 @@ typedef struct completion {
   sw_commit_cb cb;
   void *arg;
   int status;
+  uint64_t submitted_ns;
   size_t n;
   ledger_result results[];
 } completion;
@@ -32,7 +34,25 @@ struct sw_commit {
   size_t outstanding; /* submitted, callback not yet run (loop thread only) */
   void (*space_cb)(void *arg);
   void *space_arg;
+  sw_commit_latency latency;
 };
+
+static uint64_t monotonic_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void record_latency(sw_commit_latency *h, uint64_t ns) {
+  unsigned k = 0;
+  for (uint64_t bound = 100000; k < 15 && ns > bound; bound *= 2)
+    k++;
+  h->buckets[k]++;
+  h->count++;
+  h->sum_seconds += (double)ns / 1e9;
+}
+
+const sw_commit_latency *sw_commit_latency_of(const sw_commit *c) { return &c->latency; }
 
 static void writer_done_cb(int status, const ledger_event *events, const ledger_result *results,
                            size_t n, void *arg);
@@ -90,9 +110,11 @@ static void deliver(sw_commit *c) {
   c->done_head = c->done_tail = NULL;
   pthread_mutex_unlock(&c->lock);
   int any = list != NULL;
+  uint64_t now = any ? monotonic_ns() : 0;
   while (list) {
     completion *next = list->next;
     c->outstanding--;
+    record_latency(&c->latency, now - list->submitted_ns);
     list->cb(list->status, list->results, list->n, list->arg);
     free(list);
     list = next;
@@ -116,6 +138,7 @@ int sw_commit_submit(sw_commit *c, const ledger_event *events, size_t n, sw_comm
     return LEDGER_E_NOMEM;
   done->next = NULL;
   done->owner = c;
+  done->submitted_ns = monotonic_ns();
   done->cb = cb;
   done->arg = arg;
   done->n = n;

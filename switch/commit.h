@@ -31,6 +31,16 @@ void sw_commit_set_space_cb(sw_commit *c, void (*cb)(void *arg), void *arg);
 /* Statistics of the writer (for /metrics). */
 void sw_commit_stats(sw_commit *c, ledger_queue_stats *out);
 
+/* Round trip of requests, submit to callback (queue wait, batch, sync, hand-back), as a
+ * histogram: bucket k counts requests that took ≤ 0.1 ms × 2^k (k < 15), bucket 15 the rest. */
+typedef struct sw_commit_latency {
+  uint64_t buckets[16];
+  uint64_t count;
+  double sum_seconds;
+} sw_commit_latency;
+
+const sw_commit_latency *sw_commit_latency_of(const sw_commit *c);
+
 /* Blocks until every queued request is committed and its callback has run, then stops the
  * writer and frees c; accepts NULL. Call from the loop thread, outside callbacks. */
 void sw_commit_close(sw_commit *c);

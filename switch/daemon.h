@@ -37,9 +37,6 @@ typedef struct sw_metrics {
   uint64_t transfers_committed, transfers_aborted, transfers_expired, transfers_rejected;
   uint64_t prepares, fulfils, duplicates;
   uint64_t connections_accepted, connections_refused, frames_in, frames_out, frame_errors;
-  uint64_t commit_latency_buckets[16]; /* ledger round trip, ≤ 2^k * 0.1 ms */
-  uint64_t commit_latency_count;
-  double commit_latency_sum_s;
 } sw_metrics;
 
 struct sw_switch {
@@ -146,7 +143,6 @@ void sw_transfer_query(sw_conn *c, uint64_t correlation, const Tuma__V1__Transfe
 
 int sw_metrics_start(sw_switch *sw);
 void sw_metrics_stop(sw_switch *sw);
-void sw_metrics_commit_latency(sw_switch *sw, uint64_t ns);
 
 /* "host:port" (IPv6 hosts in brackets). */
 void sw_format_addr(const sw_config_addr *a, char *out, size_t outlen);

@@ -5,19 +5,6 @@
 
 #include "daemon.h"
 
-/* Ledger round trip (submit to result on the loop) histogram: bucket k ≤ 0.1 ms × 2^k. */
-void sw_metrics_commit_latency(sw_switch *sw, uint64_t ns) {
-  unsigned k = 0;
-  uint64_t bound = 100000; /* 0.1 ms */
-  while (k < 15 && ns > bound) {
-    bound *= 2;
-    k++;
-  }
-  sw->metrics.commit_latency_buckets[k]++;
-  sw->metrics.commit_latency_count++;
-  sw->metrics.commit_latency_sum_s += (double)ns / 1e9;
-}
-
 static void healthz_cb(struct evhttp_request *req, void *arg) {
   sw_switch *sw = arg;
   struct evbuffer *out = evbuffer_new();
@@ -82,10 +69,11 @@ static void metrics_cb(struct evhttp_request *req, void *arg) {
   evbuffer_add_printf(out, "# HELP tuma_ledger_commit_seconds Ledger round trip of a request "
                            "(queue, batch, sync, back to the loop).\n"
                            "# TYPE tuma_ledger_commit_seconds histogram\n");
+  const sw_commit_latency *lat = sw_commit_latency_of(sw->commit);
   uint64_t cum = 0;
   double bound = 0.0001;
   for (unsigned k = 0; k < 16; k++, bound *= 2) {
-    cum += m->commit_latency_buckets[k];
+    cum += lat->buckets[k];
     if (k < 15)
       evbuffer_add_printf(out, "tuma_ledger_commit_seconds_bucket{le=\"%g\"} %llu\n", bound,
                           (unsigned long long)cum);
@@ -94,8 +82,7 @@ static void metrics_cb(struct evhttp_request *req, void *arg) {
                       "tuma_ledger_commit_seconds_bucket{le=\"+Inf\"} %llu\n"
                       "tuma_ledger_commit_seconds_sum %.6f\n"
                       "tuma_ledger_commit_seconds_count %llu\n",
-                      (unsigned long long)cum, m->commit_latency_sum_s,
-                      (unsigned long long)m->commit_latency_count);
+                      (unsigned long long)cum, lat->sum_seconds, (unsigned long long)lat->count);
   evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                     "text/plain; version=0.0.4");
   evhttp_send_reply(req, 200, "OK", out);
