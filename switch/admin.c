@@ -181,8 +181,17 @@ static int apply_participant(sw_switch *sw, const sw_config_participant *cp) {
   return sw_peer_update(sw, &p);
 }
 
+/* A participant from the registry: its accounts are made sure of (idempotent), which also
+ * completes a creation interrupted between the registry write and the ledger's commit. */
 static int load_peer_cb(const sw_participant *p, void *arg) {
-  return sw_peer_update(arg, p);
+  sw_switch *sw = arg;
+  for (unsigned i = 0; i < p->n_currencies; i++) {
+    ledger_event ev[8];
+    size_t n = participant_events(p->number, p->currencies[i], ev);
+    if (apply_now(sw, ev, n, "accounts"))
+      return -1;
+  }
+  return sw_peer_update(sw, p);
 }
 
 int sw_admin_apply_config(sw_switch *sw) {
