@@ -4,7 +4,8 @@
  *
  * Every subcommand is `int bench_<name>_main(int argc, char **argv)` with argv[0] the
  * subcommand's name; it returns the process exit status: 0 = ran (and every check held),
- * 1 = the run failed or a check failed, 2 = bad command line (BENCH_EXIT_USAGE).
+ * 1 = the run failed or a check failed, 2 = bad command line (BENCH_EXIT_USAGE), 128 + n =
+ * interrupted by signal n (see bench_interrupted()).
  */
 #ifndef TUMA_BENCH_H
 #define TUMA_BENCH_H
@@ -55,6 +56,15 @@ int bench_scratch_remove(const char *dir);
 /* The apparent size (sum of st_size) and the allocated size (sum of st_blocks * 512) of the
  * regular files under `dir`. Returns 0, or -1 with errno set. */
 int bench_scratch_size(const char *dir, uint64_t *apparent, uint64_t *allocated);
+
+/* Interruption without a signal handler (and without a global flag): blocks SIGINT, SIGTERM
+ * and SIGHUP in the calling thread (call it before any thread starts), so that a benchmark
+ * can look between batches whether one is pending, stop, remove its scratch directory and
+ * exit. Returns 0 or -1 with errno set. */
+int bench_interrupt_block(void);
+
+/* The blocked signal that is pending (SIGINT, SIGTERM or SIGHUP), or 0 if none. O(1). */
+int bench_interrupted(void);
 
 /* --- JSON output (bench_json.c) --- */
 

@@ -118,6 +118,12 @@ int bench_fsync_main(int argc, char **argv) {
   bench_cpu_sample(&cpu0);
   uint64_t t0 = bench_now_ns();
   for (uint64_t i = 0; i < o.count; i++) {
+    int sig = bench_interrupted();
+    if (sig) {
+      fprintf(stderr, "tuma-bench fsync: interrupted (signal %d)\n", sig);
+      status = 128 + sig;
+      goto out;
+    }
     uint64_t a = bench_now_ns();
     page[0] = (unsigned char)i;
     if (write_page(fd, page) != 0 || fdatasync(fd) != 0) {

@@ -77,6 +77,7 @@ typedef struct lb_result {
   uint64_t db_bytes, db_alloc_bytes;
   double cpu_self_s;    /* this process's CPU time during the timed phase */
   double cpu_other_pct; /* everything else's, % of one core; -1 unknown */
+  int interrupted;      /* the signal that stopped the run, 0 if none */
 } lb_result;
 
 static void ledger_usage(FILE *out) {
@@ -220,10 +221,13 @@ static int push_segment(lb_result *res, double rate) {
 }
 
 /* Creates the accounts (ids into accounts[0..n)), in batches of LEDGER_BATCH_MAX. Returns 0,
- * or -1 after printing what failed. */
+ * or -1 after printing what failed, or -1 with res->interrupted set. */
 static int create_accounts(ledger *l, const lb_opts *o, lb_ids *ids, bench_rng *r,
-                           ledger_id *accounts, ledger_event *ev, ledger_result *results) {
+                           ledger_id *accounts, ledger_event *ev, ledger_result *results,
+                           lb_result *res) {
   for (uint64_t done = 0; done < o->accounts;) {
+    if ((res->interrupted = bench_interrupted()) != 0)
+      return -1;
     size_t n = o->accounts - done < LEDGER_BATCH_MAX ? (size_t)(o->accounts - done)
                                                      : (size_t)LEDGER_BATCH_MAX;
     uint64_t ms = wall_ms();
@@ -253,7 +257,8 @@ static int create_accounts(ledger *l, const lb_opts *o, lb_ids *ids, bench_rng *
 }
 
 /* The timed phase (see the file comment). Returns 0, or -1 after printing what failed (a
- * failed ledger_apply() or out of memory; rejected events are not failures here). */
+ * failed ledger_apply() or out of memory; rejected events are not failures here), or -1 with
+ * res->interrupted set. */
 static int run_transfers(ledger *l, const lb_opts *o, lb_ids *ids, bench_rng *r,
                          const ledger_id *accounts, ledger_event *ev, ledger_result *results,
                          lb_result *res) {
@@ -273,6 +278,10 @@ static int run_transfers(ledger *l, const lb_opts *o, lb_ids *ids, bench_rng *r,
   int status = 0;
 
   while (started < o->transfers || ring_count > 0) {
+    if ((res->interrupted = bench_interrupted()) != 0) {
+      status = -1;
+      break;
+    }
     size_t n = 0, completing = 0;
     uint64_t ms = o->ids_random ? 0 : wall_ms();
     size_t posts = ring_count < batch ? ring_count : batch;
@@ -525,7 +534,7 @@ int bench_ledger_main(int argc, char **argv) {
   }
 
   uint64_t t = bench_now_ns();
-  if (create_accounts(l, &o, &ids, &rng, accounts, ev, results) != 0)
+  if (create_accounts(l, &o, &ids, &rng, accounts, ev, results, &res) != 0)
     goto out;
   res.setup_seconds = (double)(bench_now_ns() - t) / 1e9;
 
@@ -564,6 +573,10 @@ int bench_ledger_main(int argc, char **argv) {
                                                                  : BENCH_EXIT_FAIL;
 
 out:
+  if (res.interrupted) {
+    fprintf(stderr, "tuma-bench ledger: interrupted (signal %d)\n", res.interrupted);
+    status = 128 + res.interrupted;
+  }
   ledger_close(l);
   if (dir) {
     if (o.keep) {

@@ -1,10 +1,13 @@
 /* bench_scratch.c — the benchmarks' scratch directories: where they go (the temp folder), fresh
- * ones per run, their size on disk (db_bytes), and removing them afterwards. */
+ * ones per run, their size on disk (db_bytes), and removing them afterwards — also when the
+ * run is interrupted (Ctrl-C, kill), which the benchmarks poll for between batches. */
 #include "bench.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,5 +126,36 @@ int bench_scratch_size(const char *dir, uint64_t *apparent, uint64_t *allocated)
     return -1;
   *apparent = w.apparent;
   *allocated = w.allocated;
+  return 0;
+}
+
+static void interrupt_set(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGTERM);
+  sigaddset(set, SIGHUP);
+}
+
+int bench_interrupt_block(void) {
+  sigset_t set;
+  interrupt_set(&set);
+  int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+  if (rc != 0) {
+    errno = rc;
+    return -1;
+  }
+  return 0;
+}
+
+int bench_interrupted(void) {
+  sigset_t pending;
+  if (sigpending(&pending) != 0)
+    return 0;
+  if (sigismember(&pending, SIGINT) == 1)
+    return SIGINT;
+  if (sigismember(&pending, SIGTERM) == 1)
+    return SIGTERM;
+  if (sigismember(&pending, SIGHUP) == 1)
+    return SIGHUP;
   return 0;
 }

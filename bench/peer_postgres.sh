@@ -251,13 +251,32 @@ cat >"$work/transfer.sql" <<'EOF'
 SELECT create_transfer(:client_id + 1, :n, :d, :c, :amount);
 EOF
 
+# CPU accounting, to tell a clean run from one that shared the machine: the machine's busy
+# ticks (/proc/stat), the cluster's (the postmaster with its reaped children, plus its live
+# children) and ours (the shell's children: pgbench); what is left is other work's.
+hz=$(getconf CLK_TCK)
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+cluster_ticks() {
+  pm=$(head -n 1 "$data/postmaster.pid")
+  cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" '
+    $1 == pm { t += $14 + $15 + $16 + $17 } $4 == pm { t += $14 + $15 } END { print t + 0 }'
+}
+children_seconds() { # the children line of `times`: "XmY.Zs XmY.Zs"
+  times | sed -n 2p | awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); n += a[1] * 60 + a[2] } print n }'
+}
+wall_ns() { date +%s%N; }
+
 log "peer_postgres.sh: PostgreSQL $("$pgbin/postgres" --version | sed 's/.*) //'), $accounts accounts, pgbench -c $clients -j $jobs -T $seconds, synchronous_commit=on, fsync=on"
+m0=$(machine_ticks) c0=$(cluster_ticks) s0=$(children_seconds) w0=$(wall_ns)
 "$pgbench" -h "$work" -U tuma -n -M prepared -c "$clients" -j "$jobs" -T "$seconds" \
   -D accounts="$accounts" -D n=0 -f "$work/transfer.sql" postgres >"$work/pgbench.out" 2>&1 || {
   cat "$work/pgbench.out" >&2
   exit 1
 }
 
+m1=$(machine_ticks) c1=$(cluster_ticks) s1=$(children_seconds) w1=$(wall_ns)
+other_pct=$(awk -v m="$((m1 - m0))" -v c="$((c1 - c0))" -v s0="$s0" -v s1="$s1" -v hz="$hz" \
+  -v w="$((w1 - w0))" 'BEGIN { o = (m - c) / hz - (s1 - s0); if (o < 0) o = 0; printf "%.1f", 100 * o / (w / 1e9) }')
 tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time).*/\1/p' "$work/pgbench.out")
 txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$work/pgbench.out")
 failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$work/pgbench.out")
@@ -284,10 +303,10 @@ ratio=""
 [ -n "$ledger_tps" ] && ratio=$(awk -v a="$ledger_tps" -v b="$tps" 'BEGIN { if (b > 0) printf "%.1f", a / b }')
 
 if [ "$json" -eq 1 ]; then
-  printf '{"bench":"postgres_peer","version":"%s","accounts":%s,"clients":%s,"jobs":%s,"seconds":%s,"transactions":%s,"failed":%s,"transfers":%s,"transfers_per_sec":%s,"latency_avg_ms":%s,"invariants":"%s","account_indexes":%s,"db_bytes":%s' \
+  printf '{"bench":"postgres_peer","version":"%s","accounts":%s,"clients":%s,"jobs":%s,"seconds":%s,"transactions":%s,"failed":%s,"transfers":%s,"transfers_per_sec":%s,"latency_avg_ms":%s,"invariants":"%s","account_indexes":%s,"db_bytes":%s,"cpu_other_pct":%s' \
     "$("$pgbin/postgres" --version | sed 's/.*) //;s/ .*//')" "$accounts" "$clients" "$jobs" \
     "$seconds" "$txns" "$failed" "$rows" "$tps" "${lat:-0}" "$invariants" \
-    "$([ "$account_indexes" -eq 1 ] && echo true || echo false)" "$db_bytes"
+    "$([ "$account_indexes" -eq 1 ] && echo true || echo false)" "$db_bytes" "$other_pct"
   [ -n "$ratio" ] && printf ',"ledger_transfers_per_sec":%s,"ratio":%s' "$ledger_tps" "$ratio"
   printf '}\n'
 else
@@ -295,6 +314,7 @@ else
   echo "  throughput       $tps transfers/s (latency avg ${lat:-?} ms)"
   echo "  invariants       $invariants (Σ amounts = Σ debits_posted = Σ credits_posted)"
   echo "  database         $db_bytes bytes"
+  echo "  others           ${other_pct}% of one core (CPU of everything but the cluster and pgbench)"
   [ -n "$ratio" ] && echo "  ledger / pg      $ratio x (ledger $ledger_tps transfers/s)"
 fi
 if [ "$invariants" != ok ] || [ "$rows" != "$txns" ]; then

@@ -160,9 +160,9 @@ printf '%-22s %14s %10s %10s %8s %14s %6s %8s\n' "fsync (4 KiB)" "$(fmt "$fsync_
 pg_tps=$(get transfers_per_sec "$tmp/postgres.json")
 ratio=$(get ratio "$tmp/postgres.json")
 verdict "$ratio" 20
-printf '%-22s %14s %10s %10s %8s %14s %6s\n' "postgres peer" "$(fmt "$pg_tps")" \
+printf '%-22s %14s %10s %10s %8s %14s %6s %8s\n' "postgres peer" "$(fmt "$pg_tps")" \
   "avg $(get latency_avg_ms "$tmp/postgres.json")" "" "$(get failed "$tmp/postgres.json")" \
-  ">= 20x" "$V"
+  ">= 20x" "$V" "$(fmt "$(get cpu_other_pct "$tmp/postgres.json")")%"
 echo
 echo "random ids, per 500,000 transfers: $(segs "$tmp/random.json") transfers/s"
 echo "time ids,   per 500,000 transfers: $(segs "$tmp/default.json") transfers/s"

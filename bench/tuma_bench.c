@@ -4,9 +4,14 @@
  * line; each subcommand parses its own options, prints a human table by default or one JSON
  * object with --json, and returns the exit status (bench.h). Adding a benchmark is one entry
  * here plus its bench_<name>_main().
+ *
+ * SIGINT, SIGTERM and SIGHUP are blocked before any subcommand runs: a subcommand polls
+ * bench_interrupted() between units of work, stops, removes its scratch directory and returns
+ * 128 + the signal number. A new subcommand must poll too, or it cannot be interrupted.
  */
 #include "bench.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,8 +46,13 @@ int main(int argc, char **argv) {
     return BENCH_EXIT_OK;
   }
   for (size_t i = 0; i < sizeof bench_commands / sizeof bench_commands[0]; i++) {
-    if (strcmp(argv[1], bench_commands[i].name) == 0)
-      return bench_commands[i].main(argc - 1, argv + 1);
+    if (strcmp(argv[1], bench_commands[i].name) != 0)
+      continue;
+    if (bench_interrupt_block() != 0) {
+      fprintf(stderr, "tuma-bench: blocking signals: %s\n", strerror(errno));
+      return BENCH_EXIT_FAIL;
+    }
+    return bench_commands[i].main(argc - 1, argv + 1);
   }
   fprintf(stderr, "tuma-bench: unknown command '%s'\n", argv[1]);
   usage(stderr);
