@@ -477,10 +477,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
     while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
       ERR_error_string_n(e, buf, sizeof buf);
     if (!c->ready) {
+      /* Say why: the certificate check's verdict when there was one. */
+      SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+      long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+      X509 *peer = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+      const char *why = vr != X509_V_OK ? X509_verify_cert_error_string(vr)
+                        : !peer                ? "no usable client certificate"
+                                               : "protocol error";
       c->sw->metrics.connections_refused++;
       sw_log(&c->sw->log, SW_LOG_WARN, "conn.refused",
-             "conn=%llu addr=%s reason=\"TLS handshake failed\" openssl=\"%s\"",
-             (unsigned long long)c->id, c->addr, buf[0] ? buf : strerror(errno));
+             "conn=%llu addr=%s reason=\"TLS handshake failed: %s\" openssl=\"%s\"",
+             (unsigned long long)c->id, c->addr, why, buf[0] ? buf : strerror(errno));
     }
   } else if ((what & BEV_EVENT_TIMEOUT) && !c->ready) {
     sw_log(&c->sw->log, SW_LOG_WARN, "conn.refused",

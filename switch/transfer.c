@@ -586,16 +586,9 @@ void sw_transfer_prepare(sw_conn *c, uint64_t corr, const Tuma__V1__TransferPrep
     refuse(c, corr, id, SW_ERR_VALIDATION);
     return;
   }
-  if (sw_currency_by_code(m->amount->currency, &cur) || !peer_has_currency(payer, cur.numeric) ||
-      m->expiration_ms <= now || m->expiration_ms > now + sw->cfg->max_expiry_ms ||
-      (m->condition.len != 0 && m->condition.len != 32) ||
-      (m->payee && !party_valid(m->payee)) || (m->payer && !party_valid(m->payer)) ||
-      (m->reference && strlen(m->reference) > MAX_REFERENCE)) {
-    refuse(c, corr, id, SW_ERR_VALIDATION);
-    return;
-  }
-
-  /* Duplicate? Same content: the current state; different: 3106. Never forwarded twice. */
+  /* Duplicate? Same content: the current state; different: 3106. Never forwarded twice.
+   * Checked before the rest of the validation: a resend after the expiration still gets the
+   * transfer's state. */
   uint8_t digest[32];
   if (prepare_digest(payer->p.number, m, digest)) {
     refuse(c, corr, id, SW_ERR_INTERNAL);
@@ -625,6 +618,15 @@ void sw_transfer_prepare(sw_conn *c, uint64_t corr, const Tuma__V1__TransferPrep
     unsigned code;
     int st = ledger_state_of(sw, id, &code);
     send_result(sw, c->id, corr, id, st, code, NULL, 1);
+    return;
+  }
+
+  if (sw_currency_by_code(m->amount->currency, &cur) || !peer_has_currency(payer, cur.numeric) ||
+      m->expiration_ms <= now || m->expiration_ms > now + sw->cfg->max_expiry_ms ||
+      (m->condition.len != 0 && m->condition.len != 32) ||
+      (m->payee && !party_valid(m->payee)) || (m->payer && !party_valid(m->payer)) ||
+      (m->reference && strlen(m->reference) > MAX_REFERENCE)) {
+    refuse(c, corr, id, SW_ERR_VALIDATION);
     return;
   }
 
