@@ -465,21 +465,6 @@ static void describe_result(const Tuma__V1__Envelope *r, char *out, size_t outle
            m->transfer_id.len == 16 ? m->transfer_id.data[15] : 0);
 }
 
-/* Like expect_result, but a mismatch is recorded (cr_expect) and the test goes on: for the
- * states the switch reports from the ledger after the fact, so that the rest of the scenario
- * (and the ledger check at its end) still runs. An envelope must still arrive. */
-static void expect_result_soft(it_ctx *t, tc_client *c, const char *who, uint64_t corr,
-                               const uint8_t id[16], int state, unsigned code) {
-  want_result w = {corr, id, state, code};
-  Tuma__V1__Envelope *r = recv_env(c, who, T_ANSWER);
-  char got[160];
-  describe_result(r, got, sizeof got);
-  int ok = r->body_case == TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT && result_matches(r, &w);
-  t->soft_failures += !ok;
-  cr_expect(ok, "%s: expected transfer_result corr %llu state %s code %u, got %s", who,
-            (unsigned long long)corr, state_name(state), code, got);
-  tuma__v1__envelope__free_unpacked(r, NULL);
-}
 
 /* The next envelope on c is the TransferResult w; returns it (the caller frees). */
 static Tuma__V1__Envelope *expect_result_env(tc_client *c, const char *who, const want_result *w,
@@ -978,11 +963,11 @@ Test(switch, expiry) {
 
   /* A late fulfil, a query and a retried prepare all say EXPIRED. */
   send_fulfil(b, "beta", 71, id, FS_COMMITTED, NULL, 0);
-  expect_result_soft(t, b, "beta", 71, id, ST_EXPIRED, 3303);
+  expect_result(b, "beta", 71, id, ST_EXPIRED, 3303);
   send_query(a, "alpha", 72, id);
-  expect_result_soft(t, a, "alpha", 72, id, ST_EXPIRED, 3303);
+  expect_result(a, "alpha", 72, id, ST_EXPIRED, 3303);
   send_prepare(a, "alpha", 73, &p);
-  expect_result_soft(t, a, "alpha", 73, id, ST_EXPIRED, 3303);
+  expect_result(a, "alpha", 73, id, ST_EXPIRED, 3303);
   expect_silence(b, "beta", T_SILENCE);
 
   position pa = get_position(t, adm, "alpha");
@@ -1072,7 +1057,7 @@ Test(switch, duplicates) {
   while (sh_now_ms() <= p2.expiration_ms + 100)
     sleep_ms(50);
   send_prepare(a, "alpha", 8, &p2);
-  expect_result_soft(t, a, "alpha", 8, id2, ST_COMMITTED, 0);
+  expect_result(a, "alpha", 8, id2, ST_COMMITTED, 0);
   it_finish(t);
 }
 
@@ -1602,7 +1587,7 @@ Test(switch, payee_drops_mid_transfer) {
   expect_result(b2, "beta", 0, id, ST_EXPIRED, 3303);
   track(t, id, ST_EXPIRED, "payee dropped");
   send_fulfil(b2, "beta", 5, id, FS_COMMITTED, NULL, 0);
-  expect_result_soft(t, b2, "beta", 5, id, ST_EXPIRED, 3303);
+  expect_result(b2, "beta", 5, id, ST_EXPIRED, 3303);
   it_finish(t);
 }
 
@@ -1644,7 +1629,7 @@ Test(switch, restart_with_transfers_in_flight) {
   cr_assert_geq(sh_now_ms(), py.expiration_ms);
   expect_result(b2, "beta", 0, y, ST_EXPIRED, 3303);
   send_query(a2, "alpha", 5, y);
-  expect_result_soft(t, a2, "alpha", 5, y, ST_EXPIRED, 3303);
+  expect_result(a2, "alpha", 5, y, ST_EXPIRED, 3303);
   track(t, y, ST_EXPIRED, "expired after restart");
   cr_assert(sh_log_contains(t->h, "transfers.recovered"), "tumad logs the recovery");
   it_finish(t);
