@@ -53,6 +53,8 @@ struct sw_switch {
   uint32_t n_peers;
   sw_conn *conns;  /* every connection (sw_conn.next) */
   unsigned n_conns;
+  sw_conn **conn_index; /* open addressing by id (linear probing, deletion by shifting) */
+  size_t conn_index_size;
   uint64_t next_conn_id;
   uint64_t next_correlation; /* ids of messages the switch initiates */
   struct sw_transfers *transfers;

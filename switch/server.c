@@ -146,6 +146,56 @@ void sw_server_stop_accepting(sw_switch *sw) {
 
 /* ---------------------------------------------------------------- connections */
 
+/* The id index: a power-of-two table at most half full, so lookups by id stay O(1). */
+static size_t index_slot(size_t size, uint64_t id) {
+  return (size_t)((id * 0x9e3779b97f4a7c15ull) >> 20) & (size - 1);
+}
+
+static int index_add(sw_switch *sw, sw_conn *c) {
+  if ((sw->n_conns + 1) * 2 > sw->conn_index_size) {
+    size_t n = sw->conn_index_size ? sw->conn_index_size * 2 : 256;
+    sw_conn **t = calloc(n, sizeof *t);
+    if (!t)
+      return -1;
+    for (size_t i = 0; i < sw->conn_index_size; i++) {
+      sw_conn *x = sw->conn_index[i];
+      if (!x)
+        continue;
+      size_t k = index_slot(n, x->id);
+      while (t[k])
+        k = (k + 1) & (n - 1);
+      t[k] = x;
+    }
+    free(sw->conn_index);
+    sw->conn_index = t;
+    sw->conn_index_size = n;
+  }
+  size_t k = index_slot(sw->conn_index_size, c->id);
+  while (sw->conn_index[k])
+    k = (k + 1) & (sw->conn_index_size - 1);
+  sw->conn_index[k] = c;
+  return 0;
+}
+
+static void index_remove(sw_switch *sw, sw_conn *c) {
+  size_t mask = sw->conn_index_size - 1, k = index_slot(sw->conn_index_size, c->id);
+  while (sw->conn_index[k] && sw->conn_index[k] != c)
+    k = (k + 1) & mask;
+  if (!sw->conn_index[k])
+    return;
+  sw->conn_index[k] = NULL;
+  /* Shift back the entries of the probe run that follows (no tombstones). */
+  for (size_t j = (k + 1) & mask; sw->conn_index[j]; j = (j + 1) & mask) {
+    sw_conn *x = sw->conn_index[j];
+    size_t home = index_slot(sw->conn_index_size, x->id);
+    if ((j > k && (home <= k || home > j)) || (j < k && home <= k && home > j)) {
+      sw->conn_index[k] = x;
+      sw->conn_index[j] = NULL;
+      k = j;
+    }
+  }
+}
+
 static void conn_free(sw_conn *c) {
   sw_switch *sw = c->sw;
   if (c->ready && !c->admin) {
@@ -165,6 +215,7 @@ static void conn_free(sw_conn *c) {
         *p = c->blocked_next;
         break;
       }
+  index_remove(sw, c);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -182,9 +233,12 @@ static void conn_free(sw_conn *c) {
 }
 
 sw_conn *sw_conn_find(sw_switch *sw, uint64_t id) {
-  for (sw_conn *c = sw->conns; c; c = c->next)
-    if (c->id == id)
-      return c->closing ? NULL : c;
+  if (!sw->conn_index_size)
+    return NULL;
+  size_t mask = sw->conn_index_size - 1;
+  for (size_t k = index_slot(sw->conn_index_size, id); sw->conn_index[k]; k = (k + 1) & mask)
+    if (sw->conn_index[k]->id == id)
+      return sw->conn_index[k]->closing ? NULL : sw->conn_index[k];
   return NULL;
 }
 
@@ -222,7 +276,7 @@ static void conn_accept(sw_switch *sw, evutil_socket_t fd, struct sockaddr *sa, 
   c->bev = bufferevent_openssl_socket_new(sw->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                           BEV_OPT_CLOSE_ON_FREE);
   c->partial_timer = evtimer_new(sw->base, partial_timeout_cb, c);
-  if (!c->bev || !c->partial_timer) {
+  if (!c->bev || !c->partial_timer || index_add(sw, c)) {
     if (c->partial_timer)
       event_free(c->partial_timer);
     if (c->bev)
@@ -500,6 +554,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
 void sw_server_close_all(sw_switch *sw) {
   while (sw->conns)
     conn_free(sw->conns);
+  free(sw->conn_index);
+  sw->conn_index = NULL;
+  sw->conn_index_size = 0;
   if (sw->tls)
     SSL_CTX_free(sw->tls);
   sw->tls = NULL;
