@@ -1,7 +1,7 @@
-/* admin_client.h — a blocking client for tumad's admin listener: TCP, TLS 1.3 with mutual
- * authentication against the scheme CA, frames of a 4-byte big-endian length followed by one
- * tuma.v1.AdminEnvelope (proto/tuma/v1/admin.proto). One request at a time; each call waits
- * (bounded by the timeout) for the reply with the same correlation id.
+/* admin_client.h — a blocking client for tumad's admin listener: a wire.h connection (TCP, TLS
+ * 1.3 with mutual authentication against the scheme CA, 4-byte big-endian length frames) that
+ * carries tuma.v1.AdminEnvelope (proto/tuma/v1/admin.proto). One request at a time; each call
+ * waits (bounded by the timeout) for the reply with the same correlation id.
  *
  * A client is one connection; it is not shared between threads. Every function returns 0
  * (ADMIN_CLIENT_OK) or an ADMIN_CLIENT_E* code and, on failure, fills *diag with a sentence
@@ -15,27 +15,28 @@
 
 #include "tuma/v1/admin.pb-c.h"
 
+#include "wire.h"
+
+/* The codes are wire.h's. */
 enum {
-  ADMIN_CLIENT_OK = 0,
-  ADMIN_CLIENT_EINVAL = 1,   /* a bad address or option */
-  ADMIN_CLIENT_EFILE = 2,    /* the CA, certificate or key file is missing or unusable */
-  ADMIN_CLIENT_ECONNECT = 3, /* no TCP connection (refused, unreachable, name not found) */
-  ADMIN_CLIENT_ETLS = 4,     /* the TLS handshake failed or a peer was not trusted */
-  ADMIN_CLIENT_ETIMEOUT = 5, /* the switch did not answer in time */
-  ADMIN_CLIENT_ECLOSED = 6,  /* the switch closed the connection */
-  ADMIN_CLIENT_EPROTO = 7,   /* a frame too large or that does not decode */
-  ADMIN_CLIENT_ENOMEM = 8
+  ADMIN_CLIENT_OK = WIRE_OK,
+  ADMIN_CLIENT_EINVAL = WIRE_EINVAL, /* a bad address or option */
+  ADMIN_CLIENT_EFILE = WIRE_EFILE,   /* the CA, certificate or key file is missing or unusable */
+  ADMIN_CLIENT_ECONNECT = WIRE_ECONNECT, /* no TCP connection (refused, unreachable, not found) */
+  ADMIN_CLIENT_ETLS = WIRE_ETLS,         /* the TLS handshake failed or a peer was not trusted */
+  ADMIN_CLIENT_ETIMEOUT = WIRE_ETIMEOUT, /* the switch did not answer in time */
+  ADMIN_CLIENT_ECLOSED = WIRE_ECLOSED,   /* the switch closed the connection */
+  ADMIN_CLIENT_EPROTO = WIRE_EPROTO,     /* a frame too large or that does not decode */
+  ADMIN_CLIENT_ENOMEM = WIRE_ENOMEM
 };
 
 /* The largest reply frame accepted (a participant list or positions of a big scheme). */
-enum { ADMIN_CLIENT_MAX_FRAME = 16 * 1024 * 1024 };
+enum { ADMIN_CLIENT_MAX_FRAME = WIRE_MAX_FRAME };
 
 /* A static English name for an ADMIN_CLIENT_E* code. */
 const char *admin_client_strerror(int err);
 
-typedef struct admin_client_diag {
-  char text[512];
-} admin_client_diag;
+typedef wire_diag admin_client_diag;
 
 typedef struct admin_client_options {
   const char *host;        /* name or address literal (IPv6 without brackets) */

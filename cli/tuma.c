@@ -2,6 +2,7 @@
  * the table of subcommands and hands it the rest of argv; each subcommand validates its own
  * arguments (exit 2 on a usage error) before touching files or the network. */
 #include "cli.h"
+#include "operator.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@ static const tuma_command tuma_commands[] = {
     {"ndc", cli_ndc_main, "set a participant's net debit cap"},
     {"positions", cli_positions_main, "show participants' positions"},
     {"party", cli_party_main, "add or remove a party in the directory"},
+    {"op", cli_op_main, "act as an operator: receive, send or query transfers"},
 };
 
 static void tuma_usage(FILE *out) {
