@@ -217,8 +217,10 @@ static char *op_hex(const uint8_t *bytes, size_t n, char *out) {
 
 /* A transfer id for printing: 32 hex digits, or "(none)" when it is not 16 bytes. */
 static const char *op_id_text(ProtobufCBinaryData id, char out[33]) {
-  if (id.len != 16 || id.data == NULL)
-    return strcpy(out, "(none)");
+  if (id.len != 16 || id.data == NULL) {
+    snprintf(out, 33, "(none)");
+    return out;
+  }
   return op_hex(id.data, 16, out);
 }
 
@@ -268,8 +270,10 @@ static const char *op_party_type_name(Tuma__V1__PartyIdType type) {
 
 /* "TYPE:MASKED" for a party (masked with cli_mask), or "-" when there is none. */
 static const char *op_party_text(const Tuma__V1__Party *p, char *out, size_t cap) {
-  if (p == NULL || p->id == NULL || p->id[0] == '\0')
-    return strcpy(out, "-");
+  if (p == NULL || p->id == NULL || p->id[0] == '\0') {
+    snprintf(out, cap, "-");
+    return out;
+  }
   char masked[OP_PARTY_ID_MAX + 1];
   cli_mask(p->id, masked, sizeof masked);
   snprintf(out, cap, "%s:%s", op_party_type_name(p->type), masked);
@@ -638,11 +642,13 @@ static int op_refuse_forward(op_session *s, const Tuma__V1__TransferForward *fw)
 
 /* ---- receive ---- */
 
-/* A forwarded transfer this receiver answered and whose outcome it waits for. */
+/* A forwarded transfer this receiver answered, until the switch has confirmed the answer. */
 typedef struct op_pending {
   uint8_t id[16];
-  uint64_t fulfil_corr;
-  int64_t deadline; /* monotonic ms by which the switch must confirm */
+  uint64_t fulfil_corr;   /* the fulfil's correlation id; 0 once the switch answered it */
+  uint64_t expiration_ms; /* the transfer's, Unix ms */
+  int64_t deadline;       /* monotonic ms by which the switch must say something */
+  int counted;            /* its outcome is known and counted in done */
 } op_pending;
 
 typedef struct op_receiver {
@@ -671,7 +677,7 @@ static int op_receiver_timeout(const op_receiver *r, const char **what) {
   for (size_t k = 0; k < r->npending; k++)
     if (first < 0 || r->pending[k].deadline < first) {
       first = r->pending[k].deadline;
-      *what = "a TransferFulfil";
+      *what = r->pending[k].fulfil_corr != 0 ? "a TransferFulfil" : "a transfer's outcome";
     }
   if (first < 0)
     return -1;
@@ -690,11 +696,13 @@ static void op_receiver_maybe_ready(op_receiver *r) {
     printf("waiting for transfers (Ctrl-C to stop)\n");
 }
 
-/* Forgets pending transfer k and counts its outcome. */
-static void op_receiver_done(op_receiver *r, size_t k) {
-  r->pending[k] = r->pending[r->npending - 1];
-  r->npending--;
-  r->done++;
+/* Counts pending transfer k's outcome (once), and forgets it when forget. */
+static void op_receiver_done(op_receiver *r, size_t k, int forget) {
+  if (!r->pending[k].counted)
+    r->done++;
+  r->pending[k].counted = 1;
+  if (forget)
+    r->pending[k] = r->pending[--r->npending];
 }
 
 /* The index of the pending transfer with id, or -1. */
@@ -766,7 +774,9 @@ static int op_receiver_forward(op_receiver *r, const Tuma__V1__TransferForward *
   env.body_case = TUMA__V1__ENVELOPE__BODY_TRANSFER_FULFIL;
   env.transfer_fulfil = &ful;
   op_pending *p = &r->pending[r->npending];
+  memset(p, 0, sizeof *p);
   memcpy(p->id, fw->transfer_id.data, 16);
+  p->expiration_ms = fw->expiration_ms;
   p->deadline = op_mono_ms() + r->s.timeout_ms;
   int rc = op_send_env(&r->s, &env, &p->fulfil_corr);
   if (rc == 0)
@@ -816,23 +826,29 @@ static int op_receiver_handle(op_receiver *r, const Tuma__V1__Envelope *env) {
   case TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT: {
     const Tuma__V1__TransferResult *res = env->transfer_result;
     long k = -1;
-    for (size_t j = 0; j < r->npending; j++)
+    for (size_t j = 0; j < r->npending && corr != 0; j++)
       if (r->pending[j].fulfil_corr == corr)
         k = (long)j;
     if (k >= 0) { /* the confirmation of our fulfil */
       op_print_result("result", res, 1);
-      if (op_state_final(res->state))
-        op_receiver_done(r, (size_t)k);
-      else /* still being resolved: the final word comes unsolicited; wait for it */
-        r->pending[k].deadline = op_mono_ms() + r->s.timeout_ms;
+      if (op_state_final(res->state)) {
+        op_receiver_done(r, (size_t)k, 1);
+      } else {
+        /* Not resolved (the switch could not write it): the transfer stays reserved and its
+         * outcome comes unsolicited, by its expiration at the latest. */
+        op_pending *p = &r->pending[k];
+        uint64_t now = op_now_ms();
+        int64_t left = p->expiration_ms > now ? (int64_t)(p->expiration_ms - now) : 0;
+        p->fulfil_corr = 0;
+        p->deadline = op_mono_ms() + left + r->s.timeout_ms;
+      }
       return 0;
     }
-    op_print_result("notice", res, 1); /* an expiry, or an outcome after a reconnection */
+    /* An expiry (on the forward's correlation id), or an outcome after a reconnection. */
+    op_print_result("notice", res, 1);
     k = op_receiver_find(r, res->transfer_id);
-    if (k >= 0 && op_state_final(res->state))
-      op_receiver_done(r, (size_t)k);
-    else if (k < 0 && op_state_final(res->state))
-      r->done++; /* forwarded to us, expired before we answered */
+    if (k >= 0 && op_state_final(res->state)) /* keep it while our fulfil is unanswered */
+      op_receiver_done(r, (size_t)k, r->pending[k].fulfil_corr == 0);
     return 0;
   }
   case TUMA__V1__ENVELOPE__BODY_ERROR:
@@ -849,13 +865,13 @@ static int op_receiver_handle(op_receiver *r, const Tuma__V1__Envelope *env) {
       return CLI_EXIT_FAIL;
     }
     for (size_t j = 0; j < r->npending; j++)
-      if (r->pending[j].fulfil_corr == corr) {
+      if (r->pending[j].fulfil_corr == corr) { /* 3208: the switch knows no such transfer */
         char id[33];
         fprintf(stderr, "tuma %s: the switch refused the fulfil of %s\n", cmd,
                 op_hex(r->pending[j].id, 16, id));
         op_print_error(cmd, "refused", env->error);
         printf("result   %s refused %" PRIu32 "\n", id, env->error ? env->error->code : 0);
-        op_receiver_done(r, j);
+        op_receiver_done(r, j, 1);
         return 0;
       }
     break;
@@ -1104,9 +1120,9 @@ static int op_send(const char *cmd, const char *usage, op_args *a) {
          a->to != NULL ? a->to : op_party_text(&party, payee, sizeof payee), a->amount,
          a->currency);
   if (conditional)
-    printf("condition  %s\n", op_hex(condition, 32, hex));
+    printf("condition %s\n", op_hex(condition, 32, hex));
   if (a->with_condition)
-    printf("preimage   %s (the payee must answer with it: tuma op receive --fulfilment)\n",
+    printf("preimage  %s (the payee must answer with it: tuma op receive --fulfilment)\n",
            op_hex(preimage, 32, hex));
   fflush(stdout);
 

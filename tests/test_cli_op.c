@@ -5,7 +5,8 @@
  *
  * Scenarios: a transfer between two operators commits and moves the positions; the payee
  * rejects (--reject) and nothing moves; a condition answered with the payee's --fulfilment, and
- * refused without it or with the wrong one; routing by a registered MSISDN (masked in output);
+ * refused without it or with the wrong one; a payee too slow (stopped with SIGSTOP): EXPIRED for
+ * the payer, a notice for the payee; routing by a registered MSISDN (masked in output);
  * query; receive stops on SIGTERM / SIGINT with status 0; the payee offline, the wrong role,
  * no switch; usage errors (status 2, nothing attempted).
  *
@@ -384,7 +385,7 @@ Test(cli_op, condition_and_fulfilment) {
          "KES", "--with-condition");
   t_run(h, &r, "send2", send2);
   cr_assert_eq(r.status, 1, "send: out %s err %s", r.out, r.err);
-  cr_assert_not_null(strstr(r.out, "preimage   "), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, "preimage  "), "%s", r.out);
   cr_assert_not_null(strstr(r.out, " ABORTED 5105"), "%s", r.out);
 
   int st = t_wait(&recv, T_RUN);
@@ -417,6 +418,41 @@ Test(cli_op, condition_without_fulfilment_is_refused) {
   t_read(recv.out_path, out);
   cr_assert_eq(st, 0, "%s", out);
   cr_assert_not_null(strstr(out, "no --fulfilment was given"), "%s", out);
+  t_done(h);
+}
+
+Test(cli_op, expiry_is_reported_to_both_sides) {
+  sh_switch *h = t_switch();
+  t_proc recv;
+  const char *const extra[] = {"--count", "1", NULL};
+  t_receiver(h, &recv, extra);
+  /* A payee that does not answer in time: stopped, the forward waits in its socket. */
+  cr_assert_eq(kill(recv.pid, SIGSTOP), 0);
+  t_conn c;
+  T_ARGV(send, h, &c, "alpha", "op", "send", "--to", "beta", "--amount", "40", "--currency", "KES",
+         "--expires-in", "1000");
+  t_result r;
+  t_run(h, &r, "send", send);
+  cr_expect_eq(kill(recv.pid, SIGCONT), 0);
+  cr_assert_eq(r.status, 1, "send: out %s err %s", r.out, r.err);
+  cr_assert_not_null(strstr(r.out, " EXPIRED 3303"), "%s", r.out);
+  char id[33] = "";
+  cr_assert_eq(sscanf(r.out, "transfer %32s", id), 1, "%s", r.out);
+  /* Woken up, the payee answers too late and hears of the expiry: one transfer, done. */
+  int st = t_wait(&recv, T_RUN);
+  static char out[T_OUT];
+  t_read(recv.out_path, out);
+  cr_assert_eq(st, 0, "%s", out);
+  char line[160];
+  snprintf(line, sizeof line, "forward  %s from alpha 40 KES", id);
+  cr_assert_not_null(strstr(out, line), "%s", out);
+  snprintf(line, sizeof line, "notice   %s EXPIRED 3303", id);
+  cr_assert_not_null(strstr(out, line), "%s", out);
+  uint64_t liq = 0;
+  int64_t net = 0;
+  t_position(h, "alpha", &liq, &net);
+  cr_expect_eq(liq, SH_DEPOSIT);
+  cr_expect_eq(net, 0);
   t_done(h);
 }
 
