@@ -282,6 +282,15 @@ static int wire_io_fail(wire_conn *c, int e, const char *doing, wire_diag *diag)
   if (e == SSL_ERROR_ZERO_RETURN)
     return wire_fail(diag, WIRE_ECLOSED, "the switch closed the connection while %s%s", doing,
                      hint);
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+  /* OpenSSL 3 reports a peer that closed without close_notify as an error of its own. */
+  if (e == SSL_ERROR_SSL &&
+      ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+    ERR_clear_error();
+    return wire_fail(diag, WIRE_ECLOSED, "the switch closed the connection while %s%s", doing,
+                     hint);
+  }
+#endif
   if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
     if (saved == 0 || saved == EPIPE || saved == ECONNRESET)
       return wire_fail(diag, WIRE_ECLOSED, "the switch closed the connection while %s%s", doing,
@@ -446,8 +455,8 @@ int wire_recv(wire_conn *c, int timeout_ms, int wake_fd, const uint8_t **body, s
       c->len += got;
       continue;
     }
-    if ((rc = wire_retry(c, SSL_get_error(c->ssl, ret), deadline, wake_fd, "waiting for the switch",
-                         diag)) != 0)
+    if ((rc = wire_retry(c, SSL_get_error(c->ssl, ret), deadline, wake_fd,
+                         "waiting for its next message", diag)) != 0)
       return rc;
   }
 }

@@ -77,10 +77,14 @@ static sh_switch *t_switch(void) {
 /* Stops tumad (it must exit 0) and removes the scratch directory. */
 static void t_done(sh_switch *h) {
   int st = 0;
-  cr_expect_eq(sh_stop(h, 10000, &st), 0, "tumad did not stop in time");
-  cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "tumad exit status %d", st);
+  int stopped = sh_stop(h, 10000, &st) == 0;
+  int clean = stopped && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  cr_expect(stopped, "tumad did not stop in time");
+  cr_expect(clean, "tumad exit status %d", st);
+  if (!clean)
+    fprintf(stderr, "[tumad] scratch directory kept: %s\n", h->dir);
   g_h = NULL;
-  sh_destroy(h, getenv("TUMA_TEST_KEEP") == NULL);
+  sh_destroy(h, clean && getenv("TUMA_TEST_KEEP") == NULL);
 }
 
 /* ---- running the CLI ---- */
@@ -308,22 +312,22 @@ Test(cli_op, transfer_commits_and_moves_positions) {
   uint64_t liq = 0;
   int64_t net = 0;
   t_position(h, "alpha", &liq, &net);
-  cr_expect_eq(liq, SH_DEPOSIT - 2500);
-  cr_expect_eq(net, 2500);
+  cr_assert_eq(liq, SH_DEPOSIT - 2500);
+  cr_assert_eq(net, 2500);
   t_position(h, "beta", &liq, &net);
-  cr_expect_eq(liq, SH_DEPOSIT + 2500);
-  cr_expect_eq(net, -2500);
+  cr_assert_eq(liq, SH_DEPOSIT + 2500);
+  cr_assert_eq(net, -2500);
 
   /* Both sides can ask for it afterwards; an unknown id is 3208. */
   T_ARGV(query, h, &c, "beta", "op", "query", "--id", id);
   t_run(h, &r, "query", query);
-  cr_expect_eq(r.status, 0, "%s", r.err);
+  cr_assert_eq(r.status, 0, "%s", r.err);
   snprintf(line, sizeof line, "result   %s COMMITTED", id);
-  cr_expect_not_null(strstr(r.out, line), "%s", r.out);
+  cr_assert_not_null(strstr(r.out, line), "%s", r.out);
   T_ARGV(query2, h, &c, "alpha", "op", "query", "--id", "0123456789abcdef0123456789abcdef");
   t_run(h, &r, "query", query2);
-  cr_expect_eq(r.status, 1);
-  cr_expect_not_null(strstr(r.err, "3208"), "%s", r.err);
+  cr_assert_eq(r.status, 1);
+  cr_assert_not_null(strstr(r.err, "3208"), "%s", r.err);
   t_done(h);
 }
 
@@ -352,8 +356,8 @@ Test(cli_op, payee_rejects) {
   uint64_t liq = 0;
   int64_t net = 0;
   t_position(h, "alpha", &liq, &net);
-  cr_expect_eq(liq, SH_DEPOSIT);
-  cr_expect_eq(net, 0);
+  cr_assert_eq(liq, SH_DEPOSIT);
+  cr_assert_eq(net, 0);
   t_done(h);
 }
 
@@ -397,7 +401,7 @@ Test(cli_op, condition_and_fulfilment) {
   uint64_t liq = 0;
   int64_t net = 0;
   t_position(h, "beta", &liq, &net);
-  cr_expect_eq(liq, SH_DEPOSIT + 300);
+  cr_assert_eq(liq, SH_DEPOSIT + 300);
   t_done(h);
 }
 
@@ -433,7 +437,7 @@ Test(cli_op, expiry_is_reported_to_both_sides) {
          "--expires-in", "1000");
   t_result r;
   t_run(h, &r, "send", send);
-  cr_expect_eq(kill(recv.pid, SIGCONT), 0);
+  cr_assert_eq(kill(recv.pid, SIGCONT), 0);
   cr_assert_eq(r.status, 1, "send: out %s err %s", r.out, r.err);
   cr_assert_not_null(strstr(r.out, " EXPIRED 3303"), "%s", r.out);
   char id[33] = "";
@@ -451,8 +455,8 @@ Test(cli_op, expiry_is_reported_to_both_sides) {
   uint64_t liq = 0;
   int64_t net = 0;
   t_position(h, "alpha", &liq, &net);
-  cr_expect_eq(liq, SH_DEPOSIT);
-  cr_expect_eq(net, 0);
+  cr_assert_eq(liq, SH_DEPOSIT);
+  cr_assert_eq(net, 0);
   t_done(h);
 }
 
