@@ -905,6 +905,9 @@ static int op_signal_fd(const char *cmd) {
   return fd;
 }
 
+/* `op receive`: Hello, PartyRegister, then answers forwards until --count outcomes or a signal.
+ * Each answer the switch owes (HelloAck, PartyRegistered, a fulfil's TransferResult) must come
+ * within --timeout; between transfers it waits without limit. */
 static int op_receive(const char *cmd, op_args *a) {
   op_receiver r;
   memset(&r, 0, sizeof r);
