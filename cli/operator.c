@@ -593,6 +593,18 @@ static int op_send_env(op_session *s, Tuma__V1__Envelope *env, uint64_t *corr) {
   return rc != 0 ? CLI_EXIT_FAIL : 0;
 }
 
+/* Tells the switch this connection only sends: no forwards or notifications come to it. The
+ * HelloAck that answers is skipped like any reply to another correlation id. */
+static int op_hello_send_only(op_session *s) {
+  Tuma__V1__Hello hello = TUMA__V1__HELLO__INIT;
+  hello.client_name = (char *)"tuma op " TUMA_VERSION;
+  hello.send_only = 1;
+  Tuma__V1__Envelope env = TUMA__V1__ENVELOPE__INIT;
+  env.body_case = TUMA__V1__ENVELOPE__BODY_HELLO;
+  env.hello = &hello;
+  return op_send_env(s, &env, NULL);
+}
+
 /* Waits at most timeout_ms (< 0: no limit) for the next envelope, or until wake_fd (if >= 0)
  * is readable. 0 with *env (the caller frees it); WIRE_ETIMEOUT or WIRE_EWOKEN without a
  * message; CLI_EXIT_FAIL after a message for anything else. */
@@ -1132,6 +1144,10 @@ static int op_send(const char *cmd, const char *usage, op_args *a) {
   op_session s = {.cmd = cmd};
   if ((rc = op_connect(&s, a)) != 0)
     return rc;
+  if ((rc = op_hello_send_only(&s)) != 0) {
+    wire_close(s.conn);
+    return rc;
+  }
   Tuma__V1__Money money = TUMA__V1__MONEY__INIT;
   money.currency = (char *)a->currency;
   money.amount = a->amount;
@@ -1173,6 +1189,10 @@ static int op_query(const char *cmd, const char *usage, op_args *a) {
   op_session s = {.cmd = cmd};
   if ((rc = op_connect(&s, a)) != 0)
     return rc;
+  if ((rc = op_hello_send_only(&s)) != 0) {
+    wire_close(s.conn);
+    return rc;
+  }
   Tuma__V1__TransferQuery q = TUMA__V1__TRANSFER_QUERY__INIT;
   q.transfer_id.data = a->id;
   q.transfer_id.len = sizeof a->id;

@@ -74,6 +74,7 @@ struct sw_conn {
   char identity[64];       /* certificate CN */
   char role[32];           /* certificate OU */
   char addr[64];
+  int send_only;           /* said so in its Hello: no forwards or notifications here */
   unsigned in_flight;      /* requests not yet answered */
   int read_paused;         /* reading stopped (in-flight limit or ledger queue full) */
   struct event *partial_timer;

@@ -14,7 +14,8 @@ static void reply(sw_conn *c, Tuma__V1__Envelope *env) {
   sw_conn_request_done(c);
 }
 
-static void hello(sw_conn *c, uint64_t corr) {
+static void hello(sw_conn *c, uint64_t corr, const Tuma__V1__Hello *m) {
+  c->send_only = m->send_only;
   sw_peer *peer = sw_peer_by_number(c->sw, c->participant);
   Tuma__V1__Envelope env = TUMA__V1__ENVELOPE__INIT;
   Tuma__V1__HelloAck ack = TUMA__V1__HELLO_ACK__INIT;
@@ -120,7 +121,7 @@ static void party_lookup(sw_conn *c, uint64_t corr, const Tuma__V1__PartyLookup 
 void sw_operator_dispatch(sw_conn *c, Tuma__V1__Envelope *env) {
   uint64_t corr = env->correlation_id;
   switch (env->body_case) {
-  case TUMA__V1__ENVELOPE__BODY_HELLO: hello(c, corr); break;
+  case TUMA__V1__ENVELOPE__BODY_HELLO: hello(c, corr, env->hello); break;
   case TUMA__V1__ENVELOPE__BODY_PARTY_REGISTER: party_register(c, corr, env->party_register); break;
   case TUMA__V1__ENVELOPE__BODY_PARTY_LOOKUP: party_lookup(c, corr, env->party_lookup); break;
   case TUMA__V1__ENVELOPE__BODY_TRANSFER_PREPARE:

@@ -227,8 +227,12 @@ static void conn_free(sw_conn *c) {
          (unsigned long long)c->id, c->identity[0] ? c->identity : "-", c->addr);
   if (c->partial_timer)
     event_free(c->partial_timer);
-  if (c->bev)
+  if (c->bev) {
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (ssl && SSL_is_init_finished(ssl))
+      SSL_shutdown(ssl); /* close_notify, best effort: the peer sees a clean close */
     bufferevent_free(c->bev);
+  }
   free(c);
 }
 
@@ -662,7 +666,8 @@ sw_conn *sw_peer_pick_conn(sw_switch *sw, uint32_t number) {
   sw_conn **pp = &peer->conns;
   for (; *pp; pp = &(*pp)->peer_next) {
     sw_conn *c = *pp;
-    if (c->closing || evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_HIGH_WATER)
+    if (c->closing || c->send_only ||
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_HIGH_WATER)
       continue;
     if (c->peer_next) {
       *pp = c->peer_next;

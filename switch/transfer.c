@@ -175,9 +175,10 @@ static Tuma__V1__TransferState wire_state(int final_state) {
 }
 
 /* Sends a TransferResult on connection conn_id (if still there); `done` marks the request
- * answered. */
-static void send_result(sw_switch *sw, uint64_t conn_id, uint64_t corr, ledger_id id, int state,
-                        unsigned code, const uint8_t *fulfilment, int done) {
+ * answered. completed_ms: when the outcome happened (0 for a transfer still reserved). */
+static void send_result_at(sw_switch *sw, uint64_t conn_id, uint64_t corr, ledger_id id,
+                           int state, unsigned code, const uint8_t *fulfilment, int done,
+                           uint64_t completed_ms) {
   sw_conn *c = conn_id ? sw_conn_find(sw, conn_id) : NULL;
   if (!c)
     return;
@@ -195,7 +196,7 @@ static void send_result(sw_switch *sw, uint64_t conn_id, uint64_t corr, ledger_i
     res.error = &err;
   }
   if (state != TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_RESERVED)
-    res.completed_at_ms = sw_now_ms();
+    res.completed_at_ms = completed_ms;
   if (fulfilment) {
     res.fulfilment.data = (uint8_t *)fulfilment;
     res.fulfilment.len = 32;
@@ -206,6 +207,12 @@ static void send_result(sw_switch *sw, uint64_t conn_id, uint64_t corr, ledger_i
   sw_conn_send(c, &env);
   if (done)
     sw_conn_request_done(c);
+}
+
+/* The same, for an outcome happening now. */
+static void send_result(sw_switch *sw, uint64_t conn_id, uint64_t corr, ledger_id id, int state,
+                        unsigned code, const uint8_t *fulfilment, int done) {
+  send_result_at(sw, conn_id, corr, id, state, code, fulfilment, done, sw_now_ms());
 }
 
 /* Refuses a request before anything was reserved. */
@@ -538,11 +545,14 @@ static int peer_has_currency(const sw_peer *p, uint32_t number) {
 
 /* The state of a transfer found in the ledger but not in memory (finished, or from before a
  * restart and already resolved). */
-static int ledger_state_of(sw_switch *sw, ledger_id id, unsigned *code) {
+static int ledger_state_of(sw_switch *sw, ledger_id id, unsigned *code, uint64_t *completed_ms) {
   ledger_pending_state st = LEDGER_PENDING_NONE;
+  uint64_t resolved_ts = 0;
   *code = 0;
-  if (ledger_pending_state_of(sw->ledger, id, &st, NULL))
+  *completed_ms = 0;
+  if (ledger_pending_state_of(sw->ledger, id, &st, &resolved_ts))
     return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_UNSPECIFIED;
+  *completed_ms = resolved_ts / 1000000; /* ledger timestamps are nanoseconds */
   switch (st) {
   case LEDGER_PENDING_POSTED: return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED;
   case LEDGER_PENDING_VOIDED: {
@@ -616,8 +626,9 @@ void sw_transfer_prepare(sw_conn *c, uint64_t corr, const Tuma__V1__TransferPrep
       return;
     }
     unsigned code;
-    int st = ledger_state_of(sw, id, &code);
-    send_result(sw, c->id, corr, id, st, code, NULL, 1);
+    uint64_t at;
+    int st = ledger_state_of(sw, id, &code, &at);
+    send_result_at(sw, c->id, corr, id, st, code, NULL, 1, at);
     return;
   }
 
@@ -738,8 +749,9 @@ void sw_transfer_fulfil(sw_conn *c, uint64_t corr, const Tuma__V1__TransferFulfi
     if (!t && ledger_lookup_transfer(sw->ledger, id, &lt) == 0 && lt.code == SW_CODE_PAYMENT &&
         sw_account_participant(lt.credit_account_id) == c->participant) {
       unsigned code;
-      int st = ledger_state_of(sw, id, &code); /* a late or repeated fulfil: its final state */
-      send_result(sw, c->id, corr, id, st, code, NULL, 1);
+      uint64_t at;
+      int st = ledger_state_of(sw, id, &code, &at); /* a late or repeated fulfil: its outcome */
+      send_result_at(sw, c->id, corr, id, st, code, NULL, 1, at);
       return;
     }
     sw_conn_send_error(c, corr, SW_ERR_TRANSFER_NOT_FOUND, NULL);
@@ -802,8 +814,9 @@ void sw_transfer_query(sw_conn *c, uint64_t corr, const Tuma__V1__TransferQuery 
       (sw_account_participant(lt.debit_account_id) == c->participant ||
        sw_account_participant(lt.credit_account_id) == c->participant)) {
     unsigned code;
-    int st = ledger_state_of(sw, id, &code);
-    send_result(sw, c->id, corr, id, st, code, NULL, 1);
+    uint64_t at;
+    int st = ledger_state_of(sw, id, &code, &at);
+    send_result_at(sw, c->id, corr, id, st, code, NULL, 1, at);
     return;
   }
   sw_conn_send_error(c, corr, SW_ERR_TRANSFER_NOT_FOUND, NULL);
