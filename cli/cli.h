@@ -56,5 +56,6 @@ int cli_liquidity_main(int argc, char **argv);
 int cli_ndc_main(int argc, char **argv);
 int cli_positions_main(int argc, char **argv);
 int cli_party_main(int argc, char **argv);
+int cli_demo_main(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@ static const tuma_command tuma_commands[] = {
     {"positions", cli_positions_main, "show participants' positions"},
     {"party", cli_party_main, "add or remove a party in the directory"},
     {"op", cli_op_main, "act as an operator: receive, send or query transfers"},
+    {"demo", cli_demo_main, "the switch and three simulated operators at work, for a minute"},
 };
 
 static void tuma_usage(FILE *out) {
