@@ -54,16 +54,16 @@ typedef struct fwd {
 typedef struct peer {
   const char *name;
   adp_client *c;
-  int connected;                 /* as last told by on_state */
+  int connected; /* as last told by on_state */
   int n_connected, n_disconnected;
-  int first_error, last_error;   /* of DISCONNECTED events */
+  int first_error, last_error; /* of DISCONNECTED events */
   uint32_t last_code;
   char last_reason[320];
   char participant[64];
   /* as payee */
-  int answer;                    /* 0 hold, 1 commit, 2 abort */
+  int answer; /* 0 hold, 1 commit, 2 abort */
   uint32_t abort_code;
-  const uint8_t *fulfilment;     /* for forwards with a condition */
+  const uint8_t *fulfilment; /* for forwards with a condition */
   fwd fw[MAX_FWD];
   int n_fw;
   int fulfils_done, fulfil_status;
@@ -118,15 +118,17 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 /* Runs the loop until cond holds or ms have passed (a 10 ms tick keeps EVLOOP_ONCE short). */
-#define RUN_UNTIL(t, cond, ms)                                                                    \
-  do {                                                                                            \
-    int64_t dl_ = mono_ms() + (ms);                                                               \
-    while (!(cond) && mono_ms() < dl_)                                                            \
-      event_base_loop((t)->base, EVLOOP_ONCE);                                                    \
+#define RUN_UNTIL(t, cond, ms)                                                                     \
+  do {                                                                                             \
+    int64_t dl_ = mono_ms() + (ms);                                                                \
+    while (!(cond) && mono_ms() < dl_)                                                             \
+      event_base_loop((t)->base, EVLOOP_ONCE);                                                     \
   } while (0)
 
 /* Runs the loop for ms, whatever happens. */
-static void run_for(ct *t, int ms) { RUN_UNTIL(t, 0, ms); }
+static void run_for(ct *t, int ms) {
+  RUN_UNTIL(t, 0, ms);
+}
 
 static ct *ct_start(const sh_options *o) {
   static ct ctx;
@@ -263,8 +265,9 @@ static void ping_cb(adp_client *c, int status, const adp_ping_result *r, void *a
 
 /* ================================================================ helpers */
 
-/* A client for participant `name` (certificate from the harness); extra may be NULL. */
-static peer *peer_new(ct *t, const char *name, const adp_client_options *extra) {
+/* A client for participant `name` (certificate from the harness); extra may be NULL.
+ * forwards: 0 = no on_forward (a send-only connection). */
+static peer *peer_make(ct *t, const char *name, const adp_client_options *extra, int forwards) {
   peer *p = calloc(1, sizeof *p);
   cr_assert_not_null(p);
   cr_assert_lt(t->n_peers, 8);
@@ -284,7 +287,7 @@ static peer *peer_new(ct *t, const char *name, const adp_client_options *extra) 
   o.cert_file = cert;
   o.key_file = key;
   o.on_state = state_cb;
-  o.on_forward = forward_cb;
+  o.on_forward = forwards ? forward_cb : NULL;
   o.on_notify = notify_cb;
   o.arg = p;
   if (!o.reconnect_min_ms)
@@ -294,6 +297,10 @@ static peer *peer_new(ct *t, const char *name, const adp_client_options *extra) 
   int rc = adp_client_new(t->base, &o, &p->c);
   cr_assert_eq(rc, ADP_OK, "adp_client_new(%s): %s", name, adp_strerror(rc));
   return p;
+}
+
+static peer *peer_new(ct *t, const char *name, const adp_client_options *extra) {
+  return peer_make(t, name, extra, 1);
 }
 
 static void wait_connected(ct *t, peer *p) {
@@ -551,8 +558,7 @@ Test(client, reconnects_after_switch_restart) {
   /* It keeps trying (every attempt refused), with backoff. */
   RUN_UNTIL(t, a->n_disconnected >= 3, T_CONNECT);
   cr_assert_geq(a->n_disconnected, 3, "retries while the switch is down");
-  cr_assert_eq(a->last_error, ADP_E_CONNECT, "%s: %s", adp_strerror(a->last_error),
-               a->last_reason);
+  cr_assert_eq(a->last_error, ADP_E_CONNECT, "%s: %s", adp_strerror(a->last_error), a->last_reason);
 
   ct_restart(t);
   wait_connected(t, a);
@@ -743,6 +749,50 @@ Test(client, query) {
   ct_finish(t);
 }
 
+Test(client, send_only_without_a_forward_handler) {
+  ct *t = ct_start(NULL);
+  peer *a = peer_new(t, "alpha", NULL);
+  peer *bs = peer_make(t, "beta", NULL, 0); /* beta's payer-only connection */
+  wait_connected(t, a);
+  wait_connected(t, bs);
+  /* beta's only connection is send-only: nobody can take a payment for beta. */
+  adp_prepare p = simple("beta", 10);
+  uint8_t id[16];
+  outcome o;
+  send_prepare(a, &p, id, &o);
+  wait_outcome(t, &o, T_ANSWER);
+  cr_assert_eq(o.r.state, ADP_TRANSFER_ABORTED);
+  cr_assert_eq(o.r.error_code, 3201, "destination unavailable: %u", o.r.error_code);
+  /* With a receiving connection beside it, every forward goes there, none is refused. */
+  peer *b = peer_new(t, "beta", NULL);
+  b->answer = 1;
+  wait_connected(t, b);
+  enum { N = 10 };
+  outcome out[N];
+  for (int i = 0; i < N; i++)
+    send_prepare(a, &p, NULL, &out[i]);
+  int done = 0;
+  for (int64_t dl = mono_ms() + T_ANSWER; done < N && mono_ms() < dl;) {
+    event_base_loop(t->base, EVLOOP_ONCE);
+    done = 0;
+    for (int i = 0; i < N; i++)
+      done += out[i].calls;
+  }
+  cr_assert_eq(done, N);
+  for (int i = 0; i < N; i++)
+    cr_assert_eq(out[i].r.state, ADP_TRANSFER_COMMITTED, "#%d: %s %u", i,
+                 adp_transfer_state_name(out[i].r.state), out[i].r.error_code);
+  cr_assert_eq(b->n_fw, N);
+  cr_assert_eq(stats_of(bs).forwards, 0, "none to the send-only connection");
+  /* It still pays. */
+  adp_prepare back = simple("alpha", 5);
+  a->answer = 1;
+  send_prepare(bs, &back, id, &o);
+  wait_outcome(t, &o, T_ANSWER);
+  cr_assert_eq(o.r.state, ADP_TRANSFER_COMMITTED);
+  ct_finish(t);
+}
+
 typedef struct looked {
   int calls, status;
   uint32_t code, registered;
@@ -859,8 +909,7 @@ Test(client, request_timeout_and_late_reply) {
   cr_assert_eq(kill(t->h->pid, SIGCONT), 0);
   cr_assert_eq(pg.calls, 1);
   cr_assert_eq(pg.status, ADP_E_TIMEOUT, "%s", adp_strerror(pg.status));
-  cr_assert(took >= 290 && took < 2000, "after about request_timeout_ms: %lld ms",
-            (long long)took);
+  cr_assert(took >= 290 && took < 2000, "after about request_timeout_ms: %lld ms", (long long)took);
   cr_assert_eq(stats_of(a).timeouts, 1);
   cr_assert_eq(stats_of(a).outstanding, 0);
   /* The late pong arrives and is dropped; the connection is fine. */
@@ -1064,8 +1113,8 @@ Test(client, arguments_not_connected_and_free) {
 
 typedef struct proc {
   pid_t pid;
-  int out;  /* its stdout (read end) */
-  int in;   /* its stdin (write end), or -1 */
+  int out; /* its stdout (read end) */
+  int in;  /* its stdin (write end), or -1 */
   char buf[65536];
   size_t len;
 } proc;
@@ -1185,7 +1234,7 @@ Test(client, the_readme_example_runs) {
   snprintf(acert, sizeof acert, "%s", sh_cert(t->h, "alpha"));
   snprintf(akey, sizeof akey, "%s", sh_key(t->h, "alpha"));
   const char *payee_argv[] = {example, "payee", "127.0.0.1", port, t->h->ca, bcert, bkey, NULL};
-  const char *payer_argv[] = {example, "payer", "127.0.0.1", port, t->h->ca,
+  const char *payer_argv[] = {example, "payer", "127.0.0.1", port,   t->h->ca,
                               acert,   akey,    "beta",      "2500", NULL};
   static proc payee, payer;
   proc_start(&payee, payee_argv, NULL, 0);
@@ -1201,15 +1250,36 @@ Test(client, the_readme_example_runs) {
   cr_assert(strstr(payee.buf, "from alpha: 2500 KES"), "payee output: %s", payee.buf);
   kill(payee.pid, SIGTERM);
   st = proc_wait(&payee, T_ANSWER);
-  cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "payee exits 0 on SIGTERM (%d)",
-            st);
+  cr_assert(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "payee exits 0 on SIGTERM (%d)", st);
   ct_finish(t);
+}
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "open %s: %s", path, strerror(errno));
+  static char buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  return strdup(buf);
+}
+
+Test(client, the_readme_shows_the_example_as_built) {
+  const char *src = getenv("CLIENT_EXAMPLE_SRC"), *readme = getenv("CLIENT_README");
+  cr_assert(src && readme, "CLIENT_EXAMPLE_SRC and CLIENT_README are set");
+  char *code = slurp(src), *doc = slurp(readme);
+  const char *from = strstr(code, "#include");
+  cr_assert_not_null(from);
+  cr_assert(strstr(doc, from) != NULL,
+            "adapters/client/README.md must show example.c from its first #include to its end");
+  free(code);
+  free(doc);
 }
 
 Test(client, valgrind_no_leaks, .timeout = 400) {
   const char *valgrind = getenv("VALGRIND"), *program = getenv("CLIENT_LEAKCHECK");
   if (!valgrind || !valgrind[0] || access(valgrind, X_OK) != 0)
-    cr_skip_test("valgrind is not installed");
+    cr_skip_test("valgrind is not installed (or this is a sanitizer build: they do not mix)");
   cr_assert(program && access(program, X_OK) == 0, "CLIENT_LEAKCHECK is the program");
   ct *t = ct_start(NULL);
   char port[8], acert[SH_PATH_MAX + 80], akey[SH_PATH_MAX + 80], bcert[SH_PATH_MAX + 80],
@@ -1263,8 +1333,7 @@ Test(client, valgrind_no_leaks, .timeout = 400) {
     if (system(cmd) != 0)
       fprintf(stderr, "no valgrind log at %s\n", vlog);
   }
-  cr_assert(st >= 0 && WIFEXITED(st), "the program ran to its end under valgrind (status %d)",
-            st);
+  cr_assert(st >= 0 && WIFEXITED(st), "the program ran to its end under valgrind (status %d)", st);
   cr_assert_eq(WEXITSTATUS(st), 0,
                "valgrind found errors or leaks, or an expectation failed (log above: %s)", vlog);
   ct_finish(t);

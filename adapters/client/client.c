@@ -47,8 +47,8 @@
 #define DEFAULT_RECONNECT_MIN_MS 100u
 #define DEFAULT_RECONNECT_MAX_MS 30000u
 #define DEFAULT_EXPIRY_MS 30000u
-#define DEFAULT_MAX_FRAME 65536u      /* until the HelloAck says otherwise */
-#define MAX_FRAME_IN (16u << 20)      /* the most the switch may configure */
+#define DEFAULT_MAX_FRAME 65536u /* until the HelloAck says otherwise */
+#define MAX_FRAME_IN (16u << 20) /* the most the switch may configure */
 #define MAX_PARTY_ID 128
 #define MAX_PARTIES 1000
 
@@ -69,8 +69,8 @@ struct req {
   } cb;
   void *arg;
   struct event *timer;
-  uint64_t started_us; /* ping: for the round trip */
-  uint64_t nonce;      /* ping */
+  uint64_t started_us;       /* ping: for the round trip */
+  uint64_t nonce;            /* ping */
   adp_party_type party_type; /* lookup: the party asked about, for failures */
   char *party_id;
   req *hnext;       /* hash chain */
@@ -92,7 +92,7 @@ struct adp_client {
 
   /* The connection. */
   int state;
-  uint64_t gen; /* bumped when a connection goes: stale loops stop */
+  uint64_t gen;              /* bumped when a connection goes: stale loops stop */
   evutil_socket_t fd;        /* during CS_TCP; afterwards the bufferevent owns it */
   struct event *connect_ev;  /* writability during CS_TCP */
   struct bufferevent *bev;   /* from CS_TLS on */
@@ -132,30 +132,49 @@ static void bev_event_cb(struct bufferevent *bev, short what, void *arg);
 
 const char *adp_strerror(int status) {
   switch (status) {
-  case ADP_OK: return "ok";
-  case ADP_E_INVAL: return "invalid argument";
-  case ADP_E_NOMEM: return "out of memory";
-  case ADP_E_AGAIN: return "would block: too many requests outstanding";
-  case ADP_E_NOT_CONNECTED: return "not connected to the switch";
-  case ADP_E_DISCONNECTED: return "disconnected before the reply: outcome unknown";
-  case ADP_E_TIMEOUT: return "timed out";
-  case ADP_E_REFUSED: return "refused by the switch";
-  case ADP_E_CLOSED: return "client closed";
-  case ADP_E_TOO_LARGE: return "request larger than the switch's frame limit";
-  case ADP_E_TLS: return "TLS error";
-  case ADP_E_CONNECT: return "cannot connect";
-  case ADP_E_PROTOCOL: return "protocol error from the switch";
-  default: return "unknown error";
+  case ADP_OK:
+    return "ok";
+  case ADP_E_INVAL:
+    return "invalid argument";
+  case ADP_E_NOMEM:
+    return "out of memory";
+  case ADP_E_AGAIN:
+    return "would block: too many requests outstanding";
+  case ADP_E_NOT_CONNECTED:
+    return "not connected to the switch";
+  case ADP_E_DISCONNECTED:
+    return "disconnected before the reply: outcome unknown";
+  case ADP_E_TIMEOUT:
+    return "timed out";
+  case ADP_E_REFUSED:
+    return "refused by the switch";
+  case ADP_E_CLOSED:
+    return "client closed";
+  case ADP_E_TOO_LARGE:
+    return "request larger than the switch's frame limit";
+  case ADP_E_TLS:
+    return "TLS error";
+  case ADP_E_CONNECT:
+    return "cannot connect";
+  case ADP_E_PROTOCOL:
+    return "protocol error from the switch";
+  default:
+    return "unknown error";
   }
 }
 
 const char *adp_transfer_state_name(int state) {
   switch (state) {
-  case ADP_TRANSFER_RESERVED: return "RESERVED";
-  case ADP_TRANSFER_COMMITTED: return "COMMITTED";
-  case ADP_TRANSFER_ABORTED: return "ABORTED";
-  case ADP_TRANSFER_EXPIRED: return "EXPIRED";
-  default: return "UNKNOWN";
+  case ADP_TRANSFER_RESERVED:
+    return "RESERVED";
+  case ADP_TRANSFER_COMMITTED:
+    return "COMMITTED";
+  case ADP_TRANSFER_ABORTED:
+    return "ABORTED";
+  case ADP_TRANSFER_EXPIRED:
+    return "EXPIRED";
+  default:
+    return "UNKNOWN";
   }
 }
 
@@ -250,7 +269,9 @@ static int new_transfer_id(adp_client *c, uint8_t id[ADP_ID_LEN]) {
 
 static void destroy(adp_client *c);
 
-static void enter(adp_client *c) { c->depth++; }
+static void enter(adp_client *c) {
+  c->depth++;
+}
 
 /* Ends an entry from libevent; frees the client if it was freed meanwhile. c must not be used
  * after this call. */
@@ -359,7 +380,8 @@ static void req_fail(adp_client *c, req *r, int status) {
       r->cb.ping(c, status, &res, r->arg);
     break;
   }
-  default: break;
+  default:
+    break;
   }
   req_free(r);
 }
@@ -842,6 +864,7 @@ static int send_hello(adp_client *c) {
   Tuma__V1__Envelope env = TUMA__V1__ENVELOPE__INIT;
   Tuma__V1__Hello m = TUMA__V1__HELLO__INIT;
   m.client_name = c->client_name;
+  m.send_only = c->on_forward == NULL; /* no handler: route forwards to other connections */
   env.body_case = TUMA__V1__ENVELOPE__BODY_HELLO;
   env.hello = &m;
   return submit(c, r, &env, 0); /* bounded by conn_timer */
@@ -931,8 +954,8 @@ static void bev_event_cb(struct bufferevent *bev, short what, void *arg) {
     int sock_err = EVUTIL_SOCKET_ERROR();
     int error;
     if (e) {
-      tls_reason(reason, sizeof reason,
-                 c->state == CS_TLS ? "TLS handshake" : "TLS connection", e, "");
+      tls_reason(reason, sizeof reason, c->state == CS_TLS ? "TLS handshake" : "TLS connection", e,
+                 "");
       error = c->state == CS_READY ? ADP_E_DISCONNECTED : ADP_E_TLS;
     } else if (what & BEV_EVENT_EOF) {
       snprintf(reason, sizeof reason, "the switch closed the connection%s",
@@ -968,13 +991,21 @@ static void result_from_wire(const Tuma__V1__TransferResult *m, adp_transfer_res
   if (m->transfer_id.len == ADP_ID_LEN)
     memcpy(out->transfer_id, m->transfer_id.data, ADP_ID_LEN);
   switch (m->state) {
-  case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_RESERVED: out->state = ADP_TRANSFER_RESERVED; break;
+  case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_RESERVED:
+    out->state = ADP_TRANSFER_RESERVED;
+    break;
   case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED:
     out->state = ADP_TRANSFER_COMMITTED;
     break;
-  case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_ABORTED: out->state = ADP_TRANSFER_ABORTED; break;
-  case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_EXPIRED: out->state = ADP_TRANSFER_EXPIRED; break;
-  default: out->state = ADP_TRANSFER_UNKNOWN; break;
+  case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_ABORTED:
+    out->state = ADP_TRANSFER_ABORTED;
+    break;
+  case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_EXPIRED:
+    out->state = ADP_TRANSFER_EXPIRED;
+    break;
+  default:
+    out->state = ADP_TRANSFER_UNKNOWN;
+    break;
   }
   out->error_code = m->error ? m->error->code : 0;
   out->error_message = m->error && m->error->message ? m->error->message : "";
@@ -997,8 +1028,7 @@ static req *take(adp_client *c, uint64_t corr, int kind) {
 
 static void on_hello_ack(adp_client *c, const Tuma__V1__HelloAck *m) {
   c->max_frame = m->max_frame_bytes ? m->max_frame_bytes : DEFAULT_MAX_FRAME;
-  snprintf(c->participant, sizeof c->participant, "%s",
-           m->participant_id ? m->participant_id : "");
+  snprintf(c->participant, sizeof c->participant, "%s", m->participant_id ? m->participant_id : "");
   c->state = CS_READY;
   event_del(c->conn_timer);
   if (c->ever_ready)
@@ -1013,9 +1043,9 @@ static void on_transfer_result(adp_client *c, uint64_t corr, const Tuma__V1__Tra
   adp_transfer_result res;
   result_from_wire(m, &res);
   req *r = corr ? req_find(c, corr) : NULL;
-  int answers = r && (r->kind == K_PREPARE || r->kind == K_FULFIL || r->kind == K_QUERY) &&
-                (memcmp(r->transfer_id, res.transfer_id, ADP_ID_LEN) == 0 ||
-                 !id_valid(res.transfer_id));
+  int answers =
+      r && (r->kind == K_PREPARE || r->kind == K_FULFIL || r->kind == K_QUERY) &&
+      (memcmp(r->transfer_id, res.transfer_id, ADP_ID_LEN) == 0 || !id_valid(res.transfer_id));
   if (answers) {
     req_unlink(c, r);
     memcpy(res.transfer_id, r->transfer_id, ADP_ID_LEN);
@@ -1055,8 +1085,9 @@ static void on_forward(adp_client *c, const Tuma__V1__TransferForward *m) {
     c->on_forward(c, &fw, c->arg);
     return;
   }
-  /* Nobody to decide: refuse at once rather than leave the payer waiting for the expiry. If
-   * that cannot be sent now, the transfer simply expires. */
+  /* Nobody to decide (the Hello said send_only, but the switch may have routed this before it
+   * read the Hello): refuse at once rather than leave the payer waiting for the expiry. If that
+   * cannot be sent now, the transfer simply expires. */
   (void)adp_client_fulfil(c, fw.transfer_id, ADP_FULFIL_ABORT, NULL, 5105,
                           "no forward handler at the payee", NULL, NULL);
 }
@@ -1113,7 +1144,8 @@ static void on_error(adp_client *c, uint64_t corr, const Tuma__V1__Error *m) {
       r->cb.ping(c, ADP_E_REFUSED, &res, r->arg);
     break;
   }
-  default: break;
+  default:
+    break;
   }
   req_free(r);
 }
@@ -1131,9 +1163,15 @@ static void dispatch(adp_client *c, const Tuma__V1__Envelope *env) {
       c->stats.unmatched++;
     }
     break;
-  case TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT: on_transfer_result(c, corr, env->transfer_result); break;
-  case TUMA__V1__ENVELOPE__BODY_TRANSFER_FORWARD: on_forward(c, env->transfer_forward); break;
-  case TUMA__V1__ENVELOPE__BODY_ERROR: on_error(c, corr, env->error); break;
+  case TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT:
+    on_transfer_result(c, corr, env->transfer_result);
+    break;
+  case TUMA__V1__ENVELOPE__BODY_TRANSFER_FORWARD:
+    on_forward(c, env->transfer_forward);
+    break;
+  case TUMA__V1__ENVELOPE__BODY_ERROR:
+    on_error(c, corr, env->error);
+    break;
   case TUMA__V1__ENVELOPE__BODY_PONG:
     if ((r = take(c, corr, K_PING)) != NULL) {
       adp_ping_result res = {env->pong->nonce, mono_us() - r->started_us};
@@ -1301,16 +1339,16 @@ int adp_client_new(struct event_base *base, const adp_client_options *o, adp_cli
   c->base = base;
   int failed = 0;
   c->host = dup_or_null(o->host, &failed);
-  c->server_name = dup_or_null(o->server_name && o->server_name[0] ? o->server_name : o->host,
-                               &failed);
+  c->server_name =
+      dup_or_null(o->server_name && o->server_name[0] ? o->server_name : o->host, &failed);
   c->client_name = dup_or_null(o->client_name ? o->client_name : "libtuma-client", &failed);
   c->port = o->port;
   c->max_outstanding = o->max_outstanding ? o->max_outstanding : DEFAULT_MAX_OUTSTANDING;
   c->max_fulfils = o->max_outstanding_fulfils ? o->max_outstanding_fulfils : c->max_outstanding;
-  c->request_timeout_ms = o->request_timeout_ms ? o->request_timeout_ms
-                                                : DEFAULT_REQUEST_TIMEOUT_MS;
-  c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms
-                                                : DEFAULT_CONNECT_TIMEOUT_MS;
+  c->request_timeout_ms =
+      o->request_timeout_ms ? o->request_timeout_ms : DEFAULT_REQUEST_TIMEOUT_MS;
+  c->connect_timeout_ms =
+      o->connect_timeout_ms ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
   c->backoff_min = bmin;
   c->backoff_max = bmax;
   c->default_expiry_ms = o->default_expiry_ms ? o->default_expiry_ms : DEFAULT_EXPIRY_MS;

@@ -21,8 +21,8 @@
 typedef struct app {
   struct event_base *base;
   adp_client *client;
-  int payer;             /* payer mode: send one transfer once connected */
-  const char *payee;     /* payer mode: the payee participant */
+  int payer;         /* payer mode: send one transfer once connected */
+  const char *payee; /* payer mode: the payee participant */
   uint64_t amount;
   const char *currency;
   int sent;
@@ -51,11 +51,10 @@ static void forward_cb(adp_client *client, const adp_forward *fw, void *arg) {
   printf("forward %s from %s: %" PRIu64 " %s\n", adp_id_format(fw->transfer_id, id),
          fw->payer_participant, fw->amount, fw->currency);
   /* A condition needs the preimage agreed with the payer beforehand; this example has none. */
-  int rc = fw->has_condition
-               ? adp_client_fulfil(client, fw->transfer_id, ADP_FULFIL_ABORT, NULL, 5105,
-                                   "no fulfilment known", fulfil_done_cb, NULL)
-               : adp_client_fulfil(client, fw->transfer_id, ADP_FULFIL_COMMIT, NULL, 0, NULL,
-                                   fulfil_done_cb, NULL);
+  int rc = fw->has_condition ? adp_client_fulfil(client, fw->transfer_id, ADP_FULFIL_ABORT, NULL,
+                                                 5105, "no fulfilment known", fulfil_done_cb, NULL)
+                             : adp_client_fulfil(client, fw->transfer_id, ADP_FULFIL_COMMIT, NULL,
+                                                 0, NULL, fulfil_done_cb, NULL);
   if (rc != ADP_OK) /* e.g. ADP_E_AGAIN: not answered; the transfer will expire */
     printf("transfer %s: cannot answer: %s\n", id, adp_strerror(rc));
   fflush(stdout);
@@ -128,8 +127,9 @@ int main(int argc, char **argv) {
   int payer = argc >= 9 && argc <= 10 && strcmp(argv[1], "payer") == 0;
   int payee = argc == 7 && strcmp(argv[1], "payee") == 0;
   if (!payer && !payee) {
-    fprintf(stderr, "usage: %s payee HOST PORT CA CERT KEY\n"
-                    "       %s payer HOST PORT CA CERT KEY PAYEE_PARTICIPANT AMOUNT [CURRENCY]\n",
+    fprintf(stderr,
+            "usage: %s payee HOST PORT CA CERT KEY\n"
+            "       %s payer HOST PORT CA CERT KEY PAYEE_PARTICIPANT AMOUNT [CURRENCY]\n",
             argv[0], argv[0]);
     return 2;
   }

@@ -128,9 +128,9 @@ typedef struct adp_forward {
 
 /* The answer to adp_client_register_parties(). */
 typedef struct adp_register_result {
-  uint32_t registered; /* how many parties the switch registered (all of them) */
-  uint32_t error_code; /* with ADP_E_REFUSED: e.g. 3100 (an invalid party, or one that another
-                          participant registered); 0 otherwise */
+  uint32_t registered;       /* how many parties the switch registered (all of them) */
+  uint32_t error_code;       /* with ADP_E_REFUSED: e.g. 3100 (an invalid party, or one that another
+                                participant registered); 0 otherwise */
   const char *error_message; /* "" when none */
 } adp_register_result;
 
@@ -208,7 +208,10 @@ typedef struct adp_client_options {
                               NULL = host. Also sent as SNI when it is a DNS name */
   const char *client_name; /* free text for the switch's logs; NULL = "libtuma-client" */
 
-  adp_forward_cb on_forward; /* NULL: forwards are refused at once (ABORTED 5105) */
+  adp_forward_cb on_forward; /* NULL: a send-only connection (Hello.send_only): the switch
+                                routes this operator's forwards and unsolicited results to its
+                                other connections (or refuses them with 3201 if there are none);
+                                a forward that still arrives is refused at once (ABORTED 5105) */
   adp_notify_cb on_notify;   /* NULL: unsolicited results are dropped (counted in stats) */
   adp_state_cb on_state;     /* NULL: not told */
   void *arg;                 /* passed to the three callbacks above */
@@ -237,8 +240,7 @@ typedef struct adp_client_options {
  * port or file name, reconnect_min_ms > reconnect_max_ms), ADP_E_TLS (a file that does not
  * load, a key that does not match the certificate), ADP_E_NOMEM; *client is then NULL. base
  * and the callbacks are kept; the option strings are copied. Free with adp_client_free(). */
-int adp_client_new(struct event_base *base, const adp_client_options *options,
-                   adp_client **client);
+int adp_client_new(struct event_base *base, const adp_client_options *options, adp_client **client);
 
 /* Closes the connection and frees the client. Every outstanding request's callback is called
  * with ADP_E_CLOSED before this returns; calls made from those callbacks return ADP_E_CLOSED.
@@ -250,9 +252,10 @@ void adp_client_free(adp_client *client);
  * certificate's, never a field. */
 typedef struct adp_prepare {
   const uint8_t *transfer_id;    /* 16 bytes, not all zero; NULL = a fresh UUIDv7. Reuse an id
-                                    only to ask again about the same transfer: the same content
-                                    gets its current state (RESERVED while open, without a second
-                                    forward), different content 3106 */
+                                    only to send the same transfer again: the same content (every
+                                    field, expiration_ms included: give it explicitly if you may
+                                    resend) gets its current state (RESERVED while open, without
+                                    a second forward), different content ABORTED 3106 */
   const char *payee_participant; /* route to this participant; NULL or "" = by payee party */
   adp_party payee;               /* the party to pay (looked up in the directory when no
                                     payee_participant); type NONE = none */
@@ -275,8 +278,10 @@ typedef struct adp_prepare {
  * ADP_E_DISCONNECTED: the connection dropped after the prepare was sent and the transfer's
  * real outcome is unknown to the client: it may be reserved, committed, aborted or never
  * received. Learn it with adp_client_query() (same transfer id) after the client reconnects
- * (on_state CONNECTED); an outcome reached while the client was connected again comes through
- * on_notify. Never resend it with a new id: that could pay twice.
+ * (on_state CONNECTED); while it is RESERVED the payee has not decided yet, so query again
+ * later. (An outcome reached after a restart of the switch is also pushed to on_notify; after a
+ * mere reconnect tumad does not push it, so the query is the reliable way.) Never resend the
+ * payment with a new id: that could pay twice.
  *
  * Returns 0 (cb will be called exactly once), ADP_E_INVAL (missing / bad field: no payee, a
  * zero amount, a currency that is not three capital letters, an all-zero id, a bad party),
