@@ -56,7 +56,7 @@ struct sw_switch {
   sw_conn **conn_index; /* open addressing by id (linear probing, deletion by shifting) */
   size_t conn_index_size;
   uint64_t next_conn_id;
-  uint64_t next_correlation; /* ids of messages the switch initiates */
+  uint64_t next_correlation; /* ids of messages the switch initiates: top bit set */
   struct sw_transfers *transfers;
   sw_conn *blocked; /* connections waiting for room in the ledger queue (sw_conn.blocked_next) */
   sw_metrics metrics;

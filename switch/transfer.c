@@ -285,15 +285,22 @@ static void finish(sw_transfer *t, int final_state, unsigned code, int rejected)
                                t->has_fulfilment
                            ? t->fulfilment
                            : NULL;
-  if (t->payer_conn) {
+  /* The request that asked is answered on its connection. If that connection is gone (or the
+   * transfer was recovered after a restart), a live connection of the operator is told with
+   * correlation 0, so an operator that reconnected still hears the outcome. */
+  if (t->payer_conn && sw_conn_find(sw, t->payer_conn)) {
     send_result(sw, t->payer_conn, t->payer_corr, t->id, final_state, code, ful, 1);
-  } else { /* recovered after a restart: no request to answer, tell a live connection */
+  } else {
     sw_conn *pc = sw_peer_pick_conn(sw, t->payer);
     if (pc)
       send_result(sw, pc->id, 0, t->id, final_state, code, ful, 0);
   }
-  if (t->fulfil_conn) {
+  if (t->fulfil_conn && sw_conn_find(sw, t->fulfil_conn)) {
     send_result(sw, t->fulfil_conn, t->fulfil_corr, t->id, final_state, code, NULL, 1);
+  } else if (t->fulfil_conn) {
+    sw_conn *pc = sw_peer_pick_conn(sw, t->payee);
+    if (pc)
+      send_result(sw, pc->id, 0, t->id, final_state, code, NULL, 0);
   } else if (t->payee_knows && final_state != TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED) {
     /* The payee heard of it if it was forwarded: on that connection with the forward's id,
      * or, if that one is gone, on another with correlation 0. */

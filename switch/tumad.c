@@ -117,6 +117,7 @@ int main(int argc, char **argv) {
   memset(&sw, 0, sizeof sw);
   sw.cfg = &cfg;
   sw.log.level = (int)cfg.log_level;
+  sw.next_correlation = 1ull << 63; /* never equal to a client's id below 2^63 */
   struct event *sigterm = NULL, *sigint = NULL;
   if (open_stores(&sw, &cfg))
     goto out;
