@@ -234,28 +234,21 @@ static void fulfil_done_cb(adp_client *client, int status, const adp_transfer_re
   if (status == ADP_E_CLOSED)
     return;
   opsim_item *it = opsim_inflight_find(s->items, r->transfer_id);
-  if (!it || it->kind != OPSIM_CREDIT || it->phase != OPSIM_PHASE_SENT)
-    return; /* settled meanwhile, or another request's business */
-  if (status == ADP_OK) {
-    switch (r->state) {
-    case ADP_TRANSFER_COMMITTED:
-      opsim_settle(s, it, OPSIM_OUTCOME_COMMITTED, 0);
-      return;
-    case ADP_TRANSFER_ABORTED:
-      opsim_settle(s, it, OPSIM_OUTCOME_ABORTED, r->error_code);
-      return;
-    case ADP_TRANSFER_EXPIRED:
-      opsim_settle(s, it, OPSIM_OUTCOME_EXPIRED, r->error_code);
-      return;
-    default: /* RESERVED: being resolved, or 2001 (the switch could not write it) */
-      if (r->error_code == 2001) {
-        opsim_payee_send_fulfil(s, it);
-        return;
-      }
-      break;
-    }
+  if (!it || it->kind != OPSIM_CREDIT || it->phase == OPSIM_PHASE_DURABLE)
+    return; /* settled meanwhile */
+  int outcome = status == ADP_OK ? opsim_outcome_of(r->state) : 0;
+  if (outcome) { /* the confirmation: final, whatever else is under way for it */
+    opsim_settle(s, it, outcome, r->error_code);
+    return;
   }
-  /* The confirmation was lost (a dropped connection, a timeout) or is not final: ask. */
+  if (it->phase != OPSIM_PHASE_SENT)
+    return; /* a query (or another fulfil) is already under way */
+  if (status == ADP_OK && r->error_code == 2001) { /* the switch could not write it: again */
+    opsim_payee_send_fulfil(s, it);
+    return;
+  }
+  /* The confirmation was lost (a dropped connection, a timeout) or is not final (RESERVED:
+   * being resolved): ask. */
   opsim_ask_later(s, it, status == ADP_OK ? 50 : 0);
 }
 

@@ -116,24 +116,16 @@ static void prepare_done_cb(adp_client *client, int status, const adp_transfer_r
   if (status == ADP_E_CLOSED)
     return;
   opsim_item *it = opsim_inflight_find(s->items, r->transfer_id);
-  if (!it || it->kind != OPSIM_DEBIT || it->phase != OPSIM_PHASE_SENT)
+  if (!it || it->kind != OPSIM_DEBIT || it->phase == OPSIM_PHASE_DURABLE)
     return; /* settled meanwhile (a notification, a query) */
-  if (status == ADP_OK) {
-    switch (r->state) {
-    case ADP_TRANSFER_COMMITTED:
-      opsim_settle(s, it, OPSIM_OUTCOME_COMMITTED, 0);
-      return;
-    case ADP_TRANSFER_ABORTED:
-      opsim_settle(s, it, OPSIM_OUTCOME_ABORTED, r->error_code);
-      return;
-    case ADP_TRANSFER_EXPIRED:
-      opsim_settle(s, it, OPSIM_OUTCOME_EXPIRED, r->error_code);
-      return;
-    default:
-      break; /* RESERVED: a resend's answer; the outcome is asked for */
-    }
+  int outcome = status == ADP_OK ? opsim_outcome_of(r->state) : 0;
+  if (outcome) {
+    opsim_settle(s, it, outcome, r->error_code);
+    return;
   }
-  /* ADP_E_DISCONNECTED or a timeout: the outcome is unknown until the switch is asked. */
+  if (it->phase != OPSIM_PHASE_SENT)
+    return;
+  /* ADP_E_DISCONNECTED or a timeout (or RESERVED): unknown until the switch is asked. */
   opsim_ask_later(s, it, status == ADP_OK ? 200 : 0);
 }
 

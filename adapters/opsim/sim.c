@@ -19,7 +19,8 @@
 
 #include "sim.h"
 
-#define TICK_US 2000
+#define TICK_US 2000       /* paying: the pace's resolution */
+#define IDLE_TICK_US 20000 /* only a payee */
 #define RESOLVE_EVERY_US 100000
 #define MAX_QUERIES 256
 
@@ -259,8 +260,7 @@ void opsim_ask_later(opsim_sim *s, opsim_item *it, uint32_t delay_ms) {
 
 /* ---------------------------------------------------------------- outcomes from the switch */
 
-/* The outcome of a final transfer state, or 0 for RESERVED / unknown. */
-static int outcome_of(int state) {
+int opsim_outcome_of(int state) {
   switch (state) {
   case ADP_TRANSFER_COMMITTED:
     return OPSIM_OUTCOME_COMMITTED;
@@ -285,11 +285,13 @@ static void query_cb(adp_client *client, int status, const adp_transfer_result *
   if (status == ADP_E_CLOSED)
     return;
   opsim_item *it = opsim_inflight_find(s->items, r->transfer_id);
-  if (!it || it->phase != OPSIM_PHASE_QUERY)
+  if (!it || it->phase == OPSIM_PHASE_DURABLE)
     return; /* settled meanwhile (a notification) */
-  int outcome = status == ADP_OK ? outcome_of(r->state) : 0;
+  int outcome = status == ADP_OK ? opsim_outcome_of(r->state) : 0;
   if (outcome) {
     opsim_settle(s, it, outcome, r->error_code);
+  } else if (it->phase != OPSIM_PHASE_QUERY) {
+    return; /* something else is under way for it */
   } else if (status == ADP_OK && r->state == ADP_TRANSFER_RESERVED && it->kind == OPSIM_CREDIT) {
     opsim_payee_send_fulfil(s, it); /* our COMMITTED may never have arrived: say it again */
   } else if (status == ADP_E_REFUSED && r->error_code == 3208 &&
@@ -350,7 +352,7 @@ static void notify_cb(adp_client *client, const adp_transfer_result *r, void *ar
   (void)client;
   opsim_sim *s = arg;
   opsim_item *it = opsim_inflight_find(s->items, r->transfer_id);
-  int outcome = outcome_of(r->state);
+  int outcome = opsim_outcome_of(r->state);
   if (!it || it->phase == OPSIM_PHASE_DURABLE || !outcome) {
     char idtext[ADP_ID_STR_LEN];
     opsim_logf(&s->log, OPSIM_LOG_DEBUG, "notification for %s (%s): nothing pending",
@@ -689,7 +691,7 @@ static int setup_loop(opsim_sim *s) {
   s->latency_ev = evtimer_new(s->base, opsim_payee_latency_cb, s);
   s->sig_int = evsignal_new(s->base, SIGINT, signal_cb, s);
   s->sig_term = evsignal_new(s->base, SIGTERM, signal_cb, s);
-  struct timeval tick = {0, TICK_US};
+  struct timeval tick = {0, s->opt->payer ? TICK_US : IDLE_TICK_US};
   if (!s->flush_ev || !s->tick_ev || !s->latency_ev || !s->sig_int || !s->sig_term ||
       event_add(s->tick_ev, &tick) || event_add(s->sig_int, NULL) || event_add(s->sig_term, NULL))
     return -1;

@@ -131,6 +131,9 @@ int opsim_track_new(opsim_sim *s, opsim_item *it);
  * the pending record (all in the batch) and frees it. it must not be in phase DURABLE. */
 void opsim_settle(opsim_sim *s, opsim_item *it, int outcome, uint32_t code);
 
+/* The outcome of a final transfer state (adp_transfer_state), or 0 for RESERVED / unknown. */
+int opsim_outcome_of(int state);
+
 /* Its state must be asked of the switch, not before delay_ms from now. */
 void opsim_ask_later(opsim_sim *s, opsim_item *it, uint32_t delay_ms);
 
