@@ -711,6 +711,32 @@ Test(opsim, the_data_directory_is_checked_and_locked) {
                                "5",
                                NULL};
   cr_assert_eq(run_opsim(h->dir, "restart", pays_itself, T_CMD), 2, "paying itself: 2");
+  /* A payer that never reaches the switch (tumad is not running) has failed. */
+  const char *no_switch[] = {"--connect",
+                             port,
+                             "--ca",
+                             h->ca,
+                             "--cert",
+                             sh_cert(h, "alpha"),
+                             "--key",
+                             sh_key(h, "alpha"),
+                             "--as",
+                             "alpha",
+                             "--data",
+                             data,
+                             "--rate",
+                             "5",
+                             "--duration",
+                             "1",
+                             "--payee-prefix",
+                             "25471",
+                             "--payee-wallets",
+                             "5",
+                             "--json",
+                             NULL};
+  cr_assert_eq(run_opsim(h->dir, "nowhere", no_switch, T_CMD), 1, "never connected: 1");
+  snprintf(path, sizeof path, "%s/nowhere.out", h->dir);
+  cr_assert(file_contains(path, "\"status\":\"failed\""), "%s", slurp(path));
 
   char empty[SH_PATH_MAX + 32];
   snprintf(empty, sizeof empty, "%s/empty.d", h->dir);

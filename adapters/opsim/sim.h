@@ -95,6 +95,7 @@ typedef struct opsim_sim {
   struct event *tick_ev, *sig_int, *sig_term;
   int64_t start_us, stop_us, drain_deadline_us;
   int stopping, fatal;
+  int ever_connected; /* a payer that never reached the switch failed */
   uint64_t rng[4];
   opsim_runstats st;
 } opsim_sim;
