@@ -311,7 +311,8 @@ static pid_t start_operator(const demo *d, int i) {
                           operators[i].prefix, "--initial-balance", "100000000", "--rate", rate,
                           "--duration", duration, "--payee-prefix",
                           operators[operators[i].pays].prefix, "--payee-wallets", "1000",
-                          "--amount-min", "100", "--amount-max", "500000", "--json"};
+                          "--amount-min", "100", "--amount-max", "500000", "--linger",
+                          "--json"};
   size_t n = 0;
   while (argv[n])
     n++;
@@ -417,7 +418,7 @@ static int run(demo *d) {
   prev = first;
   double t0 = now_s(), last = t0;
   int alive = DEMO_OPERATORS;
-  while (!interrupted && alive > 0 && (d->duration == 0 || now_s() - t0 < d->duration + 5)) {
+  while (!interrupted && alive > 0 && (d->duration == 0 || now_s() - t0 < d->duration + 2)) {
     usleep(1000000);
     if (read_counts(d, &cur))
       break;

@@ -29,7 +29,10 @@ ledger_id sw_derive_id(const char *tag, ledger_id from) {
   in[n] = 0;
   sw_id_to_bytes(from, in + n + 1);
   SHA256(in, n + 17, out);
-  return sw_id_from_bytes(out);
+  uint64_t lo = 0;
+  for (int i = 0; i < 8; i++)
+    lo = (lo << 8) | out[i];
+  return ledger_id_make(from.hi, lo);
 }
 
 static ledger_event account_event(ledger_id id, uint32_t ledger_no, uint16_t code, uint16_t flags) {

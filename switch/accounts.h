@@ -45,9 +45,11 @@ static inline ledger_id sw_account_id(uint32_t participant, uint32_t ledger_no, 
 /* The participant number of an account id made by sw_account_id. */
 static inline uint32_t sw_account_participant(ledger_id id) { return (uint32_t)id.hi; }
 
-/* Derives a ledger id from a tag and 16 bytes (SHA-256, first 16 bytes): the NDC leg of a
- * payment, the post and void legs, liquidity adjustments. Collision-free in practice and not
- * choosable by an operator for someone else's transfer. */
+/* Derives a ledger id from a tag and an id: the NDC leg of a payment, the post and void legs,
+ * liquidity adjustments. The high 64 bits are `from`'s, so a time-ordered operator id (UUIDv7)
+ * gives time-ordered derived ids and the ledger's id index keeps appending at its right edge;
+ * the low 64 bits are the first 8 bytes of SHA-256(tag ‖ from), which nobody can aim at
+ * without 2^64 work. */
 ledger_id sw_derive_id(const char *tag, ledger_id from);
 
 /* 16 bytes on the wire (big endian, UUID order) <-> ledger id. */
