@@ -690,6 +690,11 @@ Test(opsim, the_data_directory_is_checked_and_locked) {
                                "--wallets", "7",
                                NULL};
   cr_assert_eq(run_opsim(h->dir, "restart", wrong_count, T_CMD), 2, "--wallets mismatch: 2");
+  const char *wrong_frozen[] = {
+      "--connect",        port,   "--ca",  h->ca,    "--cert", sh_cert(h, "alpha"), "--key",
+      sh_key(h, "alpha"), "--as", "alpha", "--data", data,     "--wallets",         "200",
+      "--frozen-every",   "3",    NULL};
+  cr_assert_eq(run_opsim(h->dir, "restart", wrong_frozen, T_CMD), 2, "--frozen-every mismatch");
   const char *wrong_owner[] = {"--connect", port,
                                "--ca",      h->ca,
                                "--cert",    sh_cert(h, "beta"),

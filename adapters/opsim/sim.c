@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -528,41 +529,72 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* ---------------------------------------------------------------- the data directory */
 
-/* Checks what the command line says about the wallets against the data directory. */
+/* Writes the reason into err and returns status (an exit status). */
+static int failed(char *err, size_t errlen, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int failed(char *err, size_t errlen, int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+/* Checks what the command line says about the wallets against the data directory: 0, or 2
+ * (a usage error) with the reason in err. */
 static int check_meta(const opsim_sim *s, char *err, size_t errlen) {
   const opsim_options *o = s->opt;
   const opsim_meta *m = &s->meta;
   if (strcmp(m->participant, o->as) != 0)
-    return snprintf(err, errlen, "%s belongs to participant '%s', not '%s'", o->data,
-                    m->participant, o->as),
-           -1;
+    return failed(err, errlen, 2, "%s belongs to participant '%s', not '%s'", o->data,
+                  m->participant, o->as);
   if (o->wallets_set && o->wallets != m->wallets)
-    return snprintf(err, errlen, "--wallets %" PRIu32 ": %s holds %" PRIu32, o->wallets, o->data,
-                    m->wallets),
-           -1;
+    return failed(err, errlen, 2, "--wallets %" PRIu32 ": %s holds %" PRIu32, o->wallets, o->data,
+                  m->wallets);
   if (o->prefix_set && strcmp(o->prefix, m->prefix) != 0)
-    return snprintf(err, errlen, "--msisdn-prefix %s: %s uses %s", o->prefix, o->data, m->prefix),
-           -1;
+    return failed(err, errlen, 2, "--msisdn-prefix %s: %s uses %s", o->prefix, o->data, m->prefix);
   if (o->digits_set && o->digits != m->digits)
-    return snprintf(err, errlen, "--msisdn-digits %" PRIu32 ": %s uses %" PRIu32, o->digits,
-                    o->data, m->digits),
-           -1;
+    return failed(err, errlen, 2, "--msisdn-digits %" PRIu32 ": %s uses %" PRIu32, o->digits,
+                  o->data, m->digits);
   if (o->initial_balance_set && o->initial_balance != m->initial_balance)
-    return snprintf(err, errlen, "--initial-balance %" PRIu64 ": %s used %" PRIu64,
-                    o->initial_balance, o->data, m->initial_balance),
-           -1;
+    return failed(err, errlen, 2, "--initial-balance %" PRIu64 ": %s used %" PRIu64,
+                  o->initial_balance, o->data, m->initial_balance);
   if (o->currency_set && strcmp(o->currency, m->currency) != 0)
-    return snprintf(err, errlen, "--currency %s: %s uses %s", o->currency, o->data, m->currency),
-           -1;
+    return failed(err, errlen, 2, "--currency %s: %s uses %s", o->currency, o->data, m->currency);
   if (o->payer && strcmp(o->payee_prefix, m->prefix) == 0 && o->payee_digits == m->digits)
-    return snprintf(err, errlen,
-                    "--payee-prefix %s is this operator's own: pay another "
-                    "operator's wallets",
-                    o->payee_prefix),
-           -1;
+    return failed(err, errlen, 2,
+                  "--payee-prefix %s is this operator's own: pay another "
+                  "operator's wallets",
+                  o->payee_prefix);
   return 0;
 }
 
+/* The status a wallet gets from --frozen-every. */
+static uint32_t status_of(const opsim_options *o, uint32_t index) {
+  return o->frozen_every && index % o->frozen_every == o->frozen_every - 1 ? OPSIM_WALLET_FROZEN
+                                                                           : OPSIM_WALLET_ACTIVE;
+}
+
+/* --frozen-every and --wallet-limit, when given, must describe the wallets there are. O(n). */
+static int check_wallets(const opsim_sim *s, char *err, size_t errlen) {
+  const opsim_options *o = s->opt;
+  for (uint32_t i = 0; i < s->meta.wallets; i++) {
+    if (o->frozen_every_set && s->wallets[i].status != status_of(o, i))
+      return failed(err, errlen, 2,
+                    "--frozen-every %" PRIu32 ": the wallets of %s were made "
+                    "otherwise",
+                    o->frozen_every, o->data);
+    if (o->wallet_limit_set && s->wallets[i].limit != o->wallet_limit)
+      return failed(err, errlen, 2,
+                    "--wallet-limit %" PRIu64 ": the wallets of %s were made "
+                    "with another limit",
+                    o->wallet_limit, o->data);
+  }
+  return 0;
+}
+
+/* Makes the wallets of a new data directory from the options: 0, or an exit status with the
+ * reason in err. */
 static int create_wallets(opsim_sim *s, char *err, size_t errlen) {
   const opsim_options *o = s->opt;
   opsim_meta *m = &s->meta;
@@ -570,32 +602,29 @@ static int create_wallets(opsim_sim *s, char *err, size_t errlen) {
   snprintf(m->participant, sizeof m->participant, "%s", o->as);
   if (strlen(o->prefix) >= sizeof m->prefix ||
       opsim_msisdn_capacity(o->prefix, o->digits) < o->wallets)
-    return snprintf(err, errlen, "--msisdn-prefix %s cannot hold %" PRIu32 " wallets", o->prefix,
-                    o->wallets),
-           2;
+    return failed(err, errlen, 2, "--msisdn-prefix %s cannot hold %" PRIu32 " wallets", o->prefix,
+                  o->wallets);
   snprintf(m->prefix, sizeof m->prefix, "%s", o->prefix);
   memcpy(m->currency, o->currency, 4);
   m->digits = o->digits;
   m->wallets = o->wallets;
   m->initial_balance = o->initial_balance;
   if (o->initial_balance && o->wallets > UINT64_MAX / o->initial_balance)
-    return snprintf(err, errlen, "--wallets × --initial-balance overflows"), 2;
+    return failed(err, errlen, 2, "--wallets × --initial-balance overflows");
   m->initial_total = o->initial_balance * o->wallets;
   m->created_ms = opsim_now_ms();
   opsim_wallet *w = calloc(m->wallets, sizeof *w);
   if (!w)
-    return snprintf(err, errlen, "out of memory"), 1;
+    return failed(err, errlen, 1, "out of memory");
   for (uint32_t i = 0; i < m->wallets; i++) {
     w[i].balance = o->initial_balance;
     w[i].limit = o->wallet_limit;
-    w[i].status = o->frozen_every && i % o->frozen_every == o->frozen_every - 1
-                      ? OPSIM_WALLET_FROZEN
-                      : OPSIM_WALLET_ACTIVE;
+    w[i].status = status_of(o, i);
   }
   int rc = opsim_store_create(s->store, m, w);
   free(w);
   if (rc)
-    return snprintf(err, errlen, "creating the wallets: %s", opsim_store_strerror(rc)), 1;
+    return failed(err, errlen, 1, "creating the wallets: %s", opsim_store_strerror(rc));
   opsim_logf(&s->log, OPSIM_LOG_INFO,
              "created %" PRIu32 " wallets of %" PRIu64 " %s in %s (MSISDNs %s…, %" PRIu32
              " digits)",
@@ -674,8 +703,10 @@ static int open_data(opsim_sim *s) {
                opsim_store_strerror(rc));
     return 1;
   }
-  for (uint32_t i = 0; i < n; i++)
-    s->frozen += s->wallets[i].status == OPSIM_WALLET_FROZEN;
+  if (check_wallets(s, err, sizeof err)) {
+    opsim_logf(&s->log, OPSIM_LOG_ERROR, "%s", err);
+    return 2;
+  }
   if (s->st.recovered_credits || s->st.recovered_debits)
     opsim_logf(&s->log, OPSIM_LOG_INFO,
                "%" PRIu64 " credits and %" PRIu64

@@ -67,7 +67,6 @@ typedef struct opsim_sim {
   opsim_wallet *wallets; /* meta.wallets */
   uint64_t *pend_in;     /* per wallet: Σ pending credits */
   uint64_t *pend_out;    /* per wallet: Σ pending debits (already taken from the balance) */
-  uint64_t frozen;       /* how many wallets are frozen */
   uint64_t counters[OPSIM_COUNTERS];
   opsim_batch batch;
   struct event *flush_ev;
