@@ -303,6 +303,7 @@ struct sb_thread {
   size_t n;
   size_t rr;
   bench_rng rng;
+  uint64_t id_seq;
   int running; /* saw `go` */
   int quitting;
   /* --rate */
@@ -362,8 +363,21 @@ static int issue(sb_conn *c, uint64_t start_ns) {
   }
   if (payee >= c->op)
     payee++; /* the others: 0..k-1 without c->op */
+  /* A UUIDv7 of our own (ms, version, 12-bit sequence, variant, 62 random bits): what the
+   * library would make, without its RAND_bytes() per id in the load generator's profile. */
+  uint8_t id[ADP_ID_LEN];
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  uint64_t hi = ms << 16 | 0x7000u | (th->id_seq++ & 0xfffu);
+  uint64_t lo = (bench_rng_next(&th->rng) & 0x3fffffffffffffffu) | 0x8000000000000000u;
+  for (int b = 0; b < 8; b++) {
+    id[b] = (uint8_t)(hi >> (56 - 8 * b));
+    id[8 + b] = (uint8_t)(lo >> (56 - 8 * b));
+  }
   adp_prepare p;
   memset(&p, 0, sizeof p);
+  p.transfer_id = id;
   p.payee_participant = th->sh->names[payee];
   p.currency = "KES";
   p.amount = 1 + bench_rng_below(&th->rng, o->amount_max);
@@ -857,15 +871,68 @@ static int scrape_metrics(uint16_t port, const char *const *keys, size_t n, doub
   return 0;
 }
 
+/* What tuma-bench reads from tumad's /metrics: ledger commits and events, committed transfers,
+ * and the histogram of the ledger round trip (switch/metrics.c: buckets of 0.1 ms doubling,
+ * 15 bounded ones and +Inf). */
+enum { SB_RT_BUCKETS = 16 };
+
+typedef struct sb_metrics {
+  double batches, events, committed;
+  double rt_bucket[SB_RT_BUCKETS]; /* cumulative counts; the last is +Inf */
+  double rt_sum, rt_count;
+} sb_metrics;
+
+static int scrape_switch(uint16_t port, sb_metrics *m) {
+  char names[3 + SB_RT_BUCKETS + 2][80];
+  const char *keys[3 + SB_RT_BUCKETS + 2];
+  double vals[3 + SB_RT_BUCKETS + 2];
+  size_t n = 0;
+  snprintf(names[n++], sizeof names[0], "tuma_ledger_batches_total");
+  snprintf(names[n++], sizeof names[0], "tuma_ledger_events_total");
+  snprintf(names[n++], sizeof names[0], "tuma_transfers_total{outcome=\"committed\"}");
+  double bound = 0.0001;
+  for (int k = 0; k < SB_RT_BUCKETS - 1; k++, bound *= 2)
+    snprintf(names[n++], sizeof names[0], "tuma_ledger_commit_seconds_bucket{le=\"%g\"}", bound);
+  snprintf(names[n++], sizeof names[0], "tuma_ledger_commit_seconds_bucket{le=\"+Inf\"}");
+  snprintf(names[n++], sizeof names[0], "tuma_ledger_commit_seconds_sum");
+  snprintf(names[n++], sizeof names[0], "tuma_ledger_commit_seconds_count");
+  for (size_t i = 0; i < n; i++)
+    keys[i] = names[i];
+  if (scrape_metrics(port, keys, n, vals) != 0)
+    return -1;
+  m->batches = vals[0];
+  m->events = vals[1];
+  m->committed = vals[2];
+  for (int k = 0; k < SB_RT_BUCKETS; k++)
+    m->rt_bucket[k] = vals[3 + k];
+  m->rt_sum = vals[3 + SB_RT_BUCKETS];
+  m->rt_count = vals[4 + SB_RT_BUCKETS];
+  return m->batches < 0 || m->events < 0 ? -1 : 0;
+}
+
+/* The upper bound in ms of the bucket holding the p-th percentile of the round trips between
+ * two scrapes; -1 if there were none (or the histogram is missing), +Inf past the last bound. */
+static double rt_percentile_ms(const sb_metrics *a, const sb_metrics *b, double p) {
+  double total = b->rt_bucket[SB_RT_BUCKETS - 1] - a->rt_bucket[SB_RT_BUCKETS - 1];
+  if (total <= 0 || a->rt_bucket[0] < 0 || b->rt_bucket[0] < 0)
+    return -1;
+  double bound = 0.1;
+  for (int k = 0; k < SB_RT_BUCKETS - 1; k++, bound *= 2)
+    if (b->rt_bucket[k] - a->rt_bucket[k] >= p / 100.0 * total)
+      return bound;
+  return INFINITY;
+}
+
 /* ---------------------------------------------------------------- the run */
 
 typedef struct sb_result {
   double seconds; /* the measured window */
   sb_counts c;
   bench_samples lat;
-  double bench_cpu_pct, tumad_cpu_pct, other_cpu_pct;     /* % of one core; -1 unknown */
-  double ledger_batches_per_sec, ledger_events_per_batch; /* -1 unknown */
-  double metrics_committed;                               /* -1 unknown */
+  double bench_cpu_pct, tumad_cpu_pct, other_cpu_pct;           /* % of one core; -1 unknown */
+  double ledger_batches_per_sec, ledger_events_per_batch;       /* -1 unknown */
+  double ledger_rt_mean_ms, ledger_rt_p50_ms, ledger_rt_p99_ms; /* -1 unknown; p: bucket bound */
+  double metrics_committed;                                     /* -1 unknown */
   int own_switch;
   pid_t tumad_pid;
   int tumad_exit; /* -1 unknown / not ours */
@@ -874,6 +941,17 @@ typedef struct sb_result {
   int interrupted;
   char failure[256];
 } sb_result;
+
+/* The ledger figures of the measured window from two scrapes of /metrics. */
+static void metrics_window(const sb_metrics *a, const sb_metrics *b, double wall, sb_result *res) {
+  res->ledger_batches_per_sec = (b->batches - a->batches) / wall;
+  res->ledger_events_per_batch =
+      b->batches > a->batches ? (b->events - a->events) / (b->batches - a->batches) : 0;
+  if (a->rt_count >= 0 && b->rt_count > a->rt_count && a->rt_sum >= 0 && b->rt_sum >= 0)
+    res->ledger_rt_mean_ms = 1000.0 * (b->rt_sum - a->rt_sum) / (b->rt_count - a->rt_count);
+  res->ledger_rt_p50_ms = rt_percentile_ms(a, b, 50);
+  res->ledger_rt_p99_ms = rt_percentile_ms(a, b, 99);
+}
 
 /* Counts the posted payments whose payer is the LIQUIDITY account `acct` (POST_PENDING
  * transfers of code 1 on its debit side), paging by timestamp. */
@@ -1154,9 +1232,11 @@ static void print_json(const sb_opts *o, const sb_result *r) {
          c->timeouts, c->not_sent, c->fulfil_errors, c->again, (double)c->late_ns_max / 1e6,
          c->sent, c->committed, c->forwards, c->disconnects);
   printf(",\"nproc\":%ld,\"tumad_cpu_pct\":%.1f,\"bench_cpu_pct\":%.1f,\"cpu_other_pct\":%.1f"
-         ",\"ledger_batches_per_sec\":%.1f,\"ledger_events_per_batch\":%.1f",
+         ",\"ledger_batches_per_sec\":%.1f,\"ledger_events_per_batch\":%.1f"
+         ",\"ledger_rt_mean_ms\":%.3f,\"ledger_rt_p50_ms\":%.1f,\"ledger_rt_p99_ms\":%.1f",
          ncpu, r->tumad_cpu_pct, r->bench_cpu_pct, r->other_cpu_pct, r->ledger_batches_per_sec,
-         r->ledger_events_per_batch);
+         r->ledger_events_per_batch, r->ledger_rt_mean_ms, r->ledger_rt_p50_ms,
+         isinf(r->ledger_rt_p99_ms) ? 1e9 : r->ledger_rt_p99_ms);
   if (r->own_switch)
     printf(",\"tumad_exit\":%d,\"ledger_ok\":%s,\"invariants\":\"%s\",\"ledger_posted\":%" PRIu64
            ",\"ledger_posted_amount\":%" PRIu64 ",\"committed_amount\":%" PRIu64
@@ -1209,8 +1289,10 @@ static void print_table(const sb_opts *o, const sb_result *r) {
   print_pct(",  others", r->other_cpu_pct);
   printf("  (%% of one core)\n");
   if (r->ledger_batches_per_sec >= 0)
-    printf("  ledger           %.0f commits/s, %.1f events per commit (tumad /metrics)\n",
-           r->ledger_batches_per_sec, r->ledger_events_per_batch);
+    printf("  ledger           %.0f commits/s, %.1f events per commit; round trip mean %.2f ms,"
+           " p50 <= %.1f ms, p99 <= %.1f ms (tumad /metrics)\n",
+           r->ledger_batches_per_sec, r->ledger_events_per_batch, r->ledger_rt_mean_ms,
+           r->ledger_rt_p50_ms, r->ledger_rt_p99_ms);
   if (r->own_switch) {
     printf("  tumad exit       %d after SIGTERM\n", r->tumad_exit);
     printf("  ledger check     %s: invariants %s, %" PRIu64 " payments posted (bench saw %" PRIu64
@@ -1242,6 +1324,7 @@ int bench_switch_main(int argc, char **argv) {
   res.tumad_exit = -1;
   res.bench_cpu_pct = res.tumad_cpu_pct = res.other_cpu_pct = -1;
   res.ledger_batches_per_sec = res.ledger_events_per_batch = res.metrics_committed = -1;
+  res.ledger_rt_mean_ms = res.ledger_rt_p50_ms = res.ledger_rt_p99_ms = -1;
   res.own_switch = o.connect == NULL;
   sb_shared sh;
   memset(&sh, 0, sizeof sh);
@@ -1392,20 +1475,18 @@ int bench_switch_main(int argc, char **argv) {
   sh.t_end = sh.t_meas + o.duration_s * 1000000000u;
   atomic_store_explicit(&sh.go, 1, memory_order_release);
 
-  static const char *const keys[] = {"tuma_ledger_batches_total", "tuma_ledger_events_total",
-                                     "tuma_transfers_total{outcome=\"committed\"}"};
-  double m0[3], m1[3];
+  sb_metrics m0, m1;
   if (wait_until(sh.t_meas, &res) != 0)
     goto stop_threads;
   bench_cpu cpu0, cpu1;
   bench_cpu_sample(&cpu0);
   double tumad0 = res.tumad_pid ? proc_cpu_s(res.tumad_pid) : -1;
-  int have_metrics = res.own_switch && scrape_metrics(ports[2], keys, 3, m0) == 0;
+  int have_metrics = res.own_switch && scrape_switch(ports[2], &m0) == 0;
   if (wait_until(sh.t_end, &res) != 0)
     goto stop_threads;
   bench_cpu_sample(&cpu1);
   double tumad1 = res.tumad_pid ? proc_cpu_s(res.tumad_pid) : -1;
-  have_metrics = have_metrics && scrape_metrics(ports[2], keys, 3, m1) == 0;
+  have_metrics = have_metrics && scrape_switch(ports[2], &m1) == 0;
   double wall = (double)(cpu1.wall_ns - cpu0.wall_ns) / 1e9;
   res.seconds = (double)(sh.t_end - sh.t_meas) / 1e9;
   if (wall > 0) {
@@ -1418,10 +1499,8 @@ int bench_switch_main(int argc, char **argv) {
       res.other_cpu_pct = other < 0 ? 0 : other;
     }
   }
-  if (have_metrics && m0[0] >= 0 && m1[0] >= 0 && m1[1] >= 0 && m0[1] >= 0) {
-    res.ledger_batches_per_sec = (m1[0] - m0[0]) / wall;
-    res.ledger_events_per_batch = m1[0] > m0[0] ? (m1[1] - m0[1]) / (m1[0] - m0[0]) : 0;
-  }
+  if (have_metrics && wall > 0)
+    metrics_window(&m0, &m1, wall, &res);
 
   /* Drain: every prepare gets its outcome. */
   deadline = bench_now_ns() + (uint64_t)SB_DRAIN_WAIT_S * 1000000000u;
@@ -1456,9 +1535,9 @@ stop_threads:
   bench_samples_sort(&res.lat);
 
   if (res.own_switch) {
-    double mf[3];
-    if (scrape_metrics(ports[2], keys, 3, mf) == 0)
-      res.metrics_committed = mf[2];
+    sb_metrics mf;
+    if (scrape_switch(ports[2], &mf) == 0)
+      res.metrics_committed = mf.committed;
     res.tumad_exit = stop_tumad(res.tumad_pid);
     res.tumad_pid = 0;
     char data[4200];
