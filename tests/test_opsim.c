@@ -8,7 +8,8 @@
  * PositionsQuery), money conserved over wallets and liquidity, every transfer settled once on
  * both sides and every wallet's balance explained by its own history; a payee killed (kill -9)
  * while the switch is frozen, so that it dies between its COMMITTED fulfil and the confirmation,
- * then restarted on the same data directory, still reconciles; the data directory is checked on
+ * then restarted on the same data directory, still reconciles; so does a switch killed and
+ * restarted under both operators; the data directory is checked on
  * restart and locked while in use; usage errors exit 2 and touch nothing; a short session under
  * valgrind (skipped when valgrind is missing or in a sanitizer build).
  *
@@ -651,6 +652,68 @@ Test(opsim, payee_killed_between_fulfil_and_confirmation_reconciles) {
   const char *jb = slurp(pb.out);
   cr_assert_gt(json_u64(json_obj(jb, "payee"), "recovered"), 0, "%s", jb);
 
+  reconcile(h, &a, &b);
+  t_done(h);
+}
+
+/* The switch dies (kill -9) under both operators and comes back on the same data directory:
+ * prepares it never wrote are refunded once their expiration has passed, the others settle by
+ * query or notification, and everything reconciles. */
+Test(opsim, switch_killed_and_restarted_reconciles) {
+  sh_switch *h = t_switch(1);
+  op a, b;
+  op_init(&a, h, "alpha");
+  op_init(&b, h, "beta");
+  const char *beta_extra[] = {"--payee-latency-ms",
+                              "20",
+                              "--rate",
+                              "40",
+                              "--duration",
+                              "5",
+                              "--payee-prefix",
+                              "25470",
+                              "--payee-wallets",
+                              "200",
+                              "--expiry-ms",
+                              "2000",
+                              "--linger",
+                              "--json",
+                              NULL};
+  const char *alpha_extra[] = {"--rate",
+                               "80",
+                               "--duration",
+                               "5",
+                               "--payee-prefix",
+                               "25471",
+                               "--payee-wallets",
+                               "200",
+                               "--expiry-ms",
+                               "2000",
+                               "--linger",
+                               "--json",
+                               NULL};
+  const char *argv_b[64], *argv_a[64];
+  opsim_argv(argv_b, 64, h, "beta", b.data, beta_extra);
+  opsim_argv(argv_a, 64, h, "alpha", a.data, alpha_extra);
+  proc pa, pb;
+  proc_start(&pb, h->dir, "beta", argv_b);
+  proc_start(&pa, h->dir, "alpha", argv_a);
+  cr_assert(wait_for_text(pb.err, "ready", T_READY), "beta ready: %s", slurp(pb.err));
+  cr_assert(wait_for_text(pa.err, "ready", T_READY), "alpha ready: %s", slurp(pa.err));
+  sleep_ms(1500);
+  uint16_t port = h->port;
+  cr_assert_eq(sh_kill(h), 0, "kill -9 tumad");
+  sleep_ms(300);
+  char err[512] = "";
+  cr_assert_eq(sh_start(h, T_START, err, sizeof err), 0, "%s", err);
+  cr_assert_eq(h->port, port, "tumad came back on its port");
+  cr_assert(wait_for_text(pa.err, "payments done", 30000), "alpha done: %s", slurp(pa.err));
+  cr_assert(wait_for_text(pb.err, "payments done", 30000), "beta done: %s", slurp(pb.err));
+  cr_assert_eq(kill(pa.pid, SIGTERM), 0);
+  cr_assert_eq(kill(pb.pid, SIGTERM), 0);
+  cr_assert_eq(proc_wait(&pa, T_EXIT), 0, "alpha exits 0: %s", slurp(pa.err));
+  cr_assert_eq(proc_wait(&pb, T_EXIT), 0, "beta exits 0: %s", slurp(pb.err));
+  cr_assert(file_contains(pa.err, "disconnected"), "alpha saw the switch go: %s", slurp(pa.err));
   reconcile(h, &a, &b);
   t_done(h);
 }
