@@ -4,6 +4,7 @@
  * credit, durable before the COMMITTED fulfil leaves. The wallet is credited when the switch
  * confirms the commit (sim.c settles it), never on the fulfil alone.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <openssl/sha.h>
 #include <stdlib.h>
@@ -66,7 +67,9 @@ static void decide(opsim_sim *s, const opsim_deferred *d) {
   uint32_t w = (uint32_t)d->wallet;
   const opsim_wallet *wl = &s->wallets[w];
   char masked[OPSIM_MSISDN_LEN], msisdn[OPSIM_MSISDN_LEN];
-  opsim_msisdn_format(s->meta.prefix, s->meta.digits, w, msisdn);
+  int ok = opsim_msisdn_format(s->meta.prefix, s->meta.digits, w, msisdn) == 0;
+  assert(ok); /* w < wallets, which fit the prefix (checked at creation) */
+  (void)ok;
   opsim_msisdn_mask(msisdn, masked, sizeof masked);
   if (!d->currency_ok) {
     refuse(s, d->id, 5100, "currency not held");

@@ -4,6 +4,7 @@
  * it may pass), takes the amount from the wallet — durably — and only then sends the prepare.
  * The outcome keeps the debit (COMMITTED) or refunds it (sim.c settles it).
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,9 @@ static int reserve_one(opsim_sim *s) {
   } else {
     index = opsim_rand(s) % o->payee_wallets;
   }
-  opsim_msisdn_format(o->payee_prefix, o->payee_digits, index, it->payee);
+  int ok = opsim_msisdn_format(o->payee_prefix, o->payee_digits, index, it->payee) == 0;
+  assert(ok); /* index < the capacity (options.c) */
+  (void)ok;
   it->created_ms = opsim_now_ms();
   it->short_expiry = o->short_expiry_bp && opsim_rand(s) % 10000 < o->short_expiry_bp;
   it->expiration_ms = it->created_ms + (it->short_expiry ? o->short_expiry_ms : o->expiry_ms);
@@ -131,7 +134,9 @@ static void prepare_done_cb(adp_client *client, int status, const adp_transfer_r
 
 void opsim_payer_send(opsim_sim *s, opsim_item *it) {
   char payer_msisdn[OPSIM_MSISDN_LEN];
-  opsim_msisdn_format(s->meta.prefix, s->meta.digits, it->wallet, payer_msisdn);
+  int ok = opsim_msisdn_format(s->meta.prefix, s->meta.digits, it->wallet, payer_msisdn) == 0;
+  assert(ok); /* a wallet of ours */
+  (void)ok;
   uint8_t cond[32];
   adp_prepare p;
   memset(&p, 0, sizeof p);

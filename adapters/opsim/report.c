@@ -110,7 +110,10 @@ int opsim_report_wallets(opsim_store *store, FILE *f) {
   rc = opsim_store_load_wallets(store, w, m.wallets);
   for (uint32_t i = 0; !rc && i < m.wallets; i++) {
     char msisdn[OPSIM_MSISDN_LEN], masked[OPSIM_MSISDN_LEN];
-    opsim_msisdn_format(m.prefix, m.digits, i, msisdn);
+    if (opsim_msisdn_format(m.prefix, m.digits, i, msisdn)) {
+      rc = OPSIM_STORE_E_CORRUPT; /* a prefix that cannot hold its wallets */
+      break;
+    }
     fprintf(f, "{\"index\":%" PRIu32 ",\"msisdn\":\"%s\",\"balance\":%" PRIu64 ",\"limit\":", i,
             opsim_msisdn_mask(msisdn, masked, sizeof masked), w[i].balance);
     if (w[i].limit == UINT64_MAX)

@@ -8,6 +8,7 @@
  * to the prepare or fulfil, from a notification, or from a TransferQuery: after a reconnection,
  * after a restart (every pending record is queried), and whenever an answer was lost.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -314,7 +315,7 @@ typedef struct resolve_ctx {
   uint64_t next_ms;
 } resolve_ctx;
 
-static int resolve_one(opsim_item *it, void *arg) {
+static int resolve_one_cb(opsim_item *it, void *arg) {
   resolve_ctx *c = arg;
   opsim_sim *s = c->s;
   if (it->phase != OPSIM_PHASE_UNKNOWN)
@@ -344,7 +345,7 @@ static void resolve(opsim_sim *s, int64_t now_us) {
   if (!s->connected || now_us < s->next_resolve_us)
     return;
   resolve_ctx c = {s, opsim_now_ms(), UINT64_MAX};
-  int full = opsim_inflight_each(s->items, resolve_one, &c);
+  int full = opsim_inflight_each(s->items, resolve_one_cb, &c);
   int64_t next = now_us + RESOLVE_EVERY_US;
   if (!full && c.next_ms != UINT64_MAX && c.next_ms > c.now_ms &&
       (int64_t)(c.next_ms - c.now_ms) * 1000 < RESOLVE_EVERY_US)
@@ -414,7 +415,10 @@ static void register_next(opsim_sim *s) {
     if (n > s->reg_chunk)
       n = s->reg_chunk;
     for (uint32_t i = 0; i < n; i++) {
-      opsim_msisdn_format(s->meta.prefix, s->meta.digits, s->reg_next + i, s->reg_ids[i]);
+      int ok =
+          opsim_msisdn_format(s->meta.prefix, s->meta.digits, s->reg_next + i, s->reg_ids[i]) == 0;
+      assert(ok); /* the wallets fit the prefix (checked at creation) */
+      (void)ok;
       s->reg_parties[i].type = ADP_PARTY_MSISDN;
       s->reg_parties[i].id = s->reg_ids[i];
     }

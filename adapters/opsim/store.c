@@ -610,14 +610,14 @@ typedef struct visit_ctx {
   void *arg;
 } visit_ctx;
 
-static int visit_pending(const MDB_val *k, const MDB_val *v, void *arg) {
+static int visit_pending_cb(const MDB_val *k, const MDB_val *v, void *arg) {
   visit_ctx *c = arg;
   opsim_pending p;
   int rc = decode_pending(k, v, &p);
   return rc ? rc : c->pending_cb(&p, c->arg);
 }
 
-static int visit_settled(const MDB_val *k, const MDB_val *v, void *arg) {
+static int visit_settled_cb(const MDB_val *k, const MDB_val *v, void *arg) {
   visit_ctx *c = arg;
   opsim_settled r;
   int rc = decode_settled(k, v, &r);
@@ -626,12 +626,12 @@ static int visit_settled(const MDB_val *k, const MDB_val *v, void *arg) {
 
 int opsim_store_each_pending(opsim_store *s, opsim_pending_cb cb, void *arg) {
   visit_ctx c = {cb, NULL, arg};
-  return walk(s, s->pending, visit_pending, &c);
+  return walk(s, s->pending, visit_pending_cb, &c);
 }
 
 int opsim_store_each_settled(opsim_store *s, opsim_settled_cb cb, void *arg) {
   visit_ctx c = {NULL, cb, arg};
-  return walk(s, s->settled, visit_settled, &c);
+  return walk(s, s->settled, visit_settled_cb, &c);
 }
 
 /* Applies b in txn. Returns an LMDB code. */
