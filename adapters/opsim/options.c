@@ -322,10 +322,10 @@ static int check_run(opsim_options *o, const char *const *sval, const int *seen,
   if (o->wallet_limit != UINT64_MAX && o->initial_balance > o->wallet_limit)
     return usage_err(err, errlen, "--initial-balance is above --wallet-limit");
   /* payer */
-  const int payer_only[] = {O_WINDOW,        O_DURATION,     O_COUNT,        O_PAYEE_PREFIX,
-                            O_PAYEE_WALLETS, O_PAYEE_DIGITS, O_PAYEE_DIGITS, O_AMOUNT_MIN,
-                            O_AMOUNT_MAX,    O_UNKNOWN,      O_SHORT,        O_SHORT_MS,
-                            O_EXPIRY_MS,     O_CONDITION,    O_LINGER};
+  const int payer_only[] = {O_WINDOW,        O_DURATION,     O_COUNT,      O_PAYEE_PREFIX,
+                            O_PAYEE_WALLETS, O_PAYEE_DIGITS, O_AMOUNT_MIN, O_AMOUNT_MAX,
+                            O_UNKNOWN,       O_SHORT,        O_SHORT_MS,   O_EXPIRY_MS,
+                            O_CONDITION,     O_LINGER};
   if (seen[O_RATE] && seen[O_MAX])
     return usage_err(err, errlen, "--rate and --max exclude each other");
   o->payer = seen[O_RATE] || seen[O_MAX];

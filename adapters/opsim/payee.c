@@ -60,6 +60,8 @@ static void decide(opsim_sim *s, const opsim_deferred *d) {
     s->st.late++;
     return;
   }
+  if (opsim_inflight_find(s->items, d->id)) /* forwarded twice while deferred: accepted once */
+    return;
   if (d->wallet < 0) {
     refuse(s, d->id, 3204, "party not found");
     return;
