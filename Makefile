@@ -53,9 +53,11 @@ fuzz: deps $(FUZZ_BUILD)/build.ninja
 bench: build
 	./bench/run.sh $(BUILD)
 
-# Until the switch exists, the demo is the durable ledger at work.
+# The demo: tumad on loopback (data in var/demo) and three simulated operators paying each
+# other for 30 s, then outcomes, positions and the ledger's own check (DURATION=0: until Ctrl-C).
+DURATION ?= 30
 run: build
-	./$(BUILD)/bench/tuma-bench ledger --accounts 10000 --transfers 1000000 --batch 8190
+	./$(BUILD)/cli/tuma demo --duration $(DURATION)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -37,7 +37,7 @@ extern char **environ;
 static const char demo_usage[] =
     "usage: tuma demo [--duration S] [--rate R] [--dir DIR]\n"
     "  --duration S  seconds of traffic (default 30; 0 = until Ctrl-C)\n"
-    "  --rate R      transfers per second sent by each operator (default 200)\n"
+    "  --rate R      transfers per second sent by each operator (default 100)\n"
     "  --dir DIR     where the PKI, the switch's data and the operators' wallets live\n"
     "                (default var/demo; kept between runs)\n";
 
@@ -466,7 +466,7 @@ int cli_demo_main(int argc, char **argv) {
   demo d;
   memset(&d, 0, sizeof d);
   d.duration = 30;
-  d.rate = 200;
+  d.rate = 100;
   const char *dir = "var/demo";
   for (int i = 1; i < argc; i++) {
     const char *v = NULL;
