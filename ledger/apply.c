@@ -175,17 +175,50 @@ static void cache_undo(ledger *l) {
   }
 }
 
-static int compare_by_number(const void *a, const void *b, void *arg) {
+static int compare_slots_by_number(const void *a, const void *b, void *arg) {
   const cache_slot *slots = arg;
-  uint64_t x = slots[*(const uint32_t *)a].number, y = slots[*(const uint32_t *)b].number;
+  uint64_t x = slots[*(const uint64_t *)a].number, y = slots[*(const uint64_t *)b].number;
   return x < y ? -1 : x > y;
+}
+
+/* The dirty slots in account-number order, in l->sort_keys: each entry's low 32 bits are the
+ * slot. Numbers below 2^32 (every realistic ledger) take an LSD radix sort of number << 32 |
+ * slot, 8 bits a pass: O(n), no comparisons; beyond that, qsort of the slots by number. */
+static void sort_dirty(ledger *l) {
+  uint32_t n = l->n_dirty;
+  uint64_t *a = l->sort_keys, *t = l->sort_tmp;
+  int small = 1;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t number = l->slots[l->dirty[i]].number;
+    small &= number < (1ull << 32);
+    a[i] = number << 32 | l->dirty[i];
+  }
+  if (!small) { /* the number does not fit the key: sort the slots by their numbers */
+    for (uint32_t i = 0; i < n; i++)
+      a[i] = l->dirty[i];
+    qsort_r(a, n, sizeof *a, compare_slots_by_number, l->slots);
+    return;
+  }
+  for (unsigned shift = 32; shift < 64; shift += 8) {
+    uint32_t count[257] = {0};
+    for (uint32_t i = 0; i < n; i++)
+      count[((a[i] >> shift) & 0xff) + 1]++;
+    for (unsigned k = 1; k < 257; k++)
+      count[k] += count[k - 1];
+    for (uint32_t i = 0; i < n; i++)
+      t[count[(a[i] >> shift) & 0xff]++] = a[i];
+    uint64_t *swap = a;
+    a = t;
+    t = swap;
+  }
+  /* Four passes: the sorted keys are back in l->sort_keys. */
 }
 
 /* Writes every changed account back: balances rows in number order through one cursor (new
  * accounts append), static rows for accounts created in this batch. */
 static void cache_flush(batch *b) {
   ledger *l = b->l;
-  qsort_r(l->dirty, l->n_dirty, sizeof *l->dirty, compare_by_number, l->slots);
+  sort_dirty(l);
   MDB_cursor *cur;
   int rc = mdb_cursor_open(b->txn, l->db_balances, &cur);
   if (rc) {
@@ -193,7 +226,7 @@ static void cache_flush(batch *b) {
     return;
   }
   for (uint32_t i = 0; i < l->n_dirty && !b->err; i++) {
-    cache_slot *s = &l->slots[l->dirty[i]];
+    cache_slot *s = &l->slots[(uint32_t)l->sort_keys[i]];
     if (!s->dirty || !s->present)
       continue;
     if (s->created) {

@@ -321,9 +321,13 @@ static int alloc_writer(ledger *l) {
   l->slots = malloc(CACHE_CAPACITY * sizeof *l->slots);
   l->index = calloc(CACHE_INDEX_SIZE, sizeof *l->index);
   l->dirty = malloc(ACCOUNTS_PER_BATCH_MAX * sizeof *l->dirty);
+  l->sort_keys = malloc(ACCOUNTS_PER_BATCH_MAX * sizeof *l->sort_keys);
+  l->sort_tmp = malloc(ACCOUNTS_PER_BATCH_MAX * sizeof *l->sort_tmp);
   l->undo = malloc(ACCOUNTS_PER_BATCH_MAX * sizeof *l->undo);
   l->expired = malloc(LEDGER_BATCH_MAX * sizeof *l->expired);
-  return l->slots && l->index && l->dirty && l->undo && l->expired ? 0 : ENOMEM;
+  return l->slots && l->index && l->dirty && l->sort_keys && l->sort_tmp && l->undo && l->expired
+             ? 0
+             : ENOMEM;
 }
 
 int ledger_open(const char *dir, const ledger_options *opts, ledger **out) {
@@ -384,6 +388,8 @@ void ledger_close(ledger *l) {
   free(l->slots);
   free(l->index);
   free(l->dirty);
+  free(l->sort_keys);
+  free(l->sort_tmp);
   free(l->undo);
   free(l->expired);
   free(l);

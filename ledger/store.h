@@ -113,6 +113,7 @@ struct ledger {
   uint32_t *index; /* CACHE_INDEX_SIZE entries: 0 empty, else slot + 1 */
   uint32_t *dirty; /* slots listed in this batch */
   uint32_t n_dirty;
+  uint64_t *sort_keys, *sort_tmp; /* write-back order: number << 32 | slot (radix sorted) */
   undo_entry *undo;
   uint32_t n_undo;
   int in_chain;
