@@ -49,11 +49,11 @@ tb=$build/bench/tuma-bench
 
 transfers=2000000
 b1_transfers=2000
-fsync_count=2000
+fsync_count=5000
 if [ "$quick" -eq 1 ]; then
   transfers=100000
   b1_transfers=200
-  fsync_count=200
+  fsync_count=500
   pg_seconds=3
 fi
 
@@ -106,6 +106,9 @@ printf '{"bench":"machine","nproc":%s,"cpu":"%s","kernel":"%s","tmpdir":"%s","fs
 
 L() { "$tb" ledger --accounts 10000 --transfers "$transfers" --batch 8190 --tmpdir "$tmpbase" --json "$@"; }
 run fsync "$tb" fsync --count "$fsync_count" --tmpdir "$tmpbase" --json
+# The I/O of one LMDB commit as strace shows it for a one-transfer batch of this ledger: about
+# 11 scattered 4 KiB pages, fdatasync, then the meta page through an O_DSYNC descriptor.
+run commitio "$tb" fsync --count "$b1_transfers" --pages 11 --meta --tmpdir "$tmpbase" --json
 run default L
 run hot L --hot-accounts 10 --hot-percent 90
 run random L --ids random
@@ -157,6 +160,9 @@ row batch1 "batch 1" "$half_fsync"
 printf '%-22s %14s %10s %10s %8s %14s %6s %8s\n' "fsync (4 KiB)" "$(fmt "$fsync_rate")/s" \
   "$(get p50_ms "$tmp/fsync.json")" "$(get p99_ms "$tmp/fsync.json")" "" "" "" \
   "$(fmt "$(get cpu_other_pct "$tmp/fsync.json")")%"
+printf '%-22s %14s %10s %10s %8s %14s %6s %8s\n' "commit-shaped I/O" \
+  "$(fmt "$(get rounds_per_sec "$tmp/commitio.json")")/s" "$(get p50_ms "$tmp/commitio.json")" \
+  "$(get p99_ms "$tmp/commitio.json")" "" "" "" "$(fmt "$(get cpu_other_pct "$tmp/commitio.json")")%"
 pg_tps=$(get transfers_per_sec "$tmp/postgres.json")
 ratio=$(get ratio "$tmp/postgres.json")
 verdict "$ratio" 20
@@ -167,11 +173,37 @@ echo
 echo "random ids, per 500,000 transfers: $(segs "$tmp/random.json") transfers/s"
 echo "time ids,   per 500,000 transfers: $(segs "$tmp/default.json") transfers/s"
 echo "ledger / postgres: ${ratio:-?}x (postgres: pgbench -c 16 -j 2 -T $pg_seconds)"
-echo "batch 1 bar: half the raw fsync rate = $(fmt "$half_fsync") transfers/s"
+echo "batch 1 bar: half the raw fsync rate = $(fmt "$half_fsync") transfers/s; the raw I/O of an"
+echo "  LMDB commit (11 pages + fdatasync + O_DSYNC meta page) alone runs at $(fmt "$(get rounds_per_sec "$tmp/commitio.json")")/s"
 echo "data directory after $transfers transfers: $(get db_bytes "$tmp/default.json") bytes (time ids), $(get db_bytes "$tmp/random.json") bytes (random ids)"
 echo "others: CPU used by other processes during the timed phase, % of one core (above ~10%,"
 echo "        the figure on that line was taken on a shared machine)"
 echo "JSON lines: $out"
+
+# Switch end to end (issue 4, bench/RESULTS.md): tumad with its durable ledger on this machine,
+# 2 operators x 4 mTLS connections paying each other; closed loop (--max, window 256 per
+# connection) and open loop at 5,000 transfers/s. About 35 s (12 s with --quick).
+sw_seconds=10
+[ "$quick" -eq 1 ] && sw_seconds=3
+run switch_max "$tb" switch --duration "$sw_seconds" --max --tmpdir "$tmpbase" --json
+run switch_rate "$tb" switch --duration "$sw_seconds" --rate 5000 --tmpdir "$tmpbase" --json
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && a + 0 < b + 0) }'; }
+swrow() { # swrow NAME LABEL MIN_TPS MAX_P99_MS
+  f=$tmp/$1.json
+  tps=$(get transfers_per_sec "$f")
+  p99=$(get p99_ms "$f")
+  v=PASS
+  if { [ -n "$3" ] && ! ge "$tps" "$3"; } || ! lt "$p99" "$4"; then v=FAIL; fi
+  [ "$(get ledger_ok "$f")" = true ] || v="$v/ledger"
+  [ "$v" = PASS ] || missed=$((missed + 1))
+  printf '%-22s %14s %10s %10s %8s %14s %6s %8s\n' "$2" "$(fmt "$tps")" "$(get p50_ms "$f")" \
+    "$p99" "$(get errors "$f")" "${3:+>= $(fmt "$3"), }p99 < $4" "$v" \
+    "$(fmt "$(get cpu_other_pct "$f")")%"
+}
+echo
+echo "switch end to end (tumad, durable ledger; tumad CPU $(fmt "$(get tumad_cpu_pct "$tmp/switch_max.json")")% / bench CPU $(fmt "$(get bench_cpu_pct "$tmp/switch_max.json")")% of one core at --max)"
+swrow switch_max "switch --max" 20000 25
+swrow switch_rate "switch --rate 5000" "" 5
 
 if [ "$failed" -gt 0 ] || [ "$missed" -gt 0 ]; then
   echo "run.sh: $failed run(s) failed, $missed bar(s) missed" >&2
