@@ -176,8 +176,9 @@ echo "ledger / postgres: ${ratio:-?}x (postgres: pgbench -c 16 -j 2 -T $pg_secon
 echo "batch 1 bar: half the raw fsync rate = $(fmt "$half_fsync") transfers/s; the raw I/O of an"
 echo "  LMDB commit (11 pages + fdatasync + O_DSYNC meta page) alone runs at $(fmt "$(get rounds_per_sec "$tmp/commitio.json")")/s"
 echo "data directory after $transfers transfers: $(get db_bytes "$tmp/default.json") bytes (time ids), $(get db_bytes "$tmp/random.json") bytes (random ids)"
-echo "others: CPU used by other processes during the timed phase, % of one core (above ~10%,"
-echo "        the figure on that line was taken on a shared machine)"
+echo "others: CPU used by everything else during the timed phase, % of one core. It includes the"
+echo "        kernel's I/O work caused by the run itself (about 15-20% for the fsync runs on the"
+echo "        machine of RESULTS.md, more for random ids); well above that, the machine was shared."
 echo "JSON lines: $out"
 
 # Switch end to end (issue 4, bench/RESULTS.md): tumad with its durable ledger on this machine,
