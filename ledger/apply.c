@@ -21,6 +21,9 @@
    LEDGER_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS | LEDGER_ACCOUNT_HISTORY)
 #define TRANSFER_FLAGS_KNOWN 0xffu
 
+/* Chains up to this long are first tried without a nested transaction (see apply_chain). */
+#define DRY_RUN_CHAIN_MAX 64
+
 /* The write context of one batch. Cursors stay open for the whole batch: inserts at the
  * right edge of a tree (time-ordered keys) then find their page without a descent. */
 typedef struct batch {
@@ -28,6 +31,13 @@ typedef struct batch {
   MDB_txn *txn; /* the batch's transaction, or the nested one of a running chain */
   MDB_cursor *c_ids, *c_transfers, *c_pending, *c_history;
   int err; /* first LMDB error; the batch fails with it */
+  /* A dry run of a linked chain: accounts change in the cache (undone after), rows are not
+   * written; `conflict` is set when an event reads what an earlier event of the chain would
+   * have written (then the chain runs in a nested transaction instead). */
+  int dry_run, conflict;
+  uint32_t n_chain_ids, n_chain_pendings;
+  ledger_id chain_ids[DRY_RUN_CHAIN_MAX];      /* transfer ids the chain creates */
+  uint64_t chain_pendings[DRY_RUN_CHAIN_MAX];  /* pending transfers the chain resolves */
 } batch;
 
 /* ---------------------------------------------------------------- small helpers */
@@ -69,12 +79,25 @@ static void batch_fail(batch *b, int rc) {
     b->err = rc;
 }
 
+static int chain_has_id(const batch *b, ledger_id id) {
+  for (uint32_t i = 0; i < b->n_chain_ids; i++)
+    if (ledger_id_eq(b->chain_ids[i], id))
+      return 1;
+  return 0;
+}
+
 static void batch_put_u64(batch *b, MDB_cursor *cur, uint64_t key, const void *val, size_t len) {
+  if (b->dry_run)
+    return;
   MDB_val k = {sizeof key, &key}, v = {len, (void *)val};
   batch_fail(b, mdb_cursor_put(cur, &k, &v, 0));
 }
 
 static int batch_get_id(batch *b, ledger_id id, uint64_t *value) {
+  if (b->dry_run && chain_has_id(b, id)) {
+    b->conflict = 1;
+    return MDB_NOTFOUND;
+  }
   id_key key = store_id_key(id);
   MDB_val k = {sizeof key, key.b}, v;
   int rc = mdb_cursor_get(b->c_ids, &k, &v, MDB_SET_KEY);
@@ -87,6 +110,13 @@ static int batch_get_id(batch *b, ledger_id id, uint64_t *value) {
 }
 
 static void batch_put_id(batch *b, ledger_id id, uint64_t value) {
+  if (b->dry_run) {
+    if (b->n_chain_ids < DRY_RUN_CHAIN_MAX)
+      b->chain_ids[b->n_chain_ids++] = id;
+    else
+      b->conflict = 1;
+    return;
+  }
   id_key key = store_id_key(id);
   MDB_val k = {sizeof key, key.b}, v = {sizeof value, &value};
   batch_fail(b, mdb_cursor_put(b->c_ids, &k, &v, 0));
@@ -413,6 +443,10 @@ static ledger_result post_or_void(batch *b, const ledger_transfer *t, uint64_t t
     return LEDGER_TIMEOUT_RESERVED_FOR_PENDING_TRANSFER;
 
   transfer_row prow;
+  if (b->dry_run && chain_has_id(b, t->pending_id)) {
+    b->conflict = 1; /* posts or voids a pending transfer of its own chain */
+    return LEDGER_PENDING_TRANSFER_NOT_FOUND;
+  }
   int rc = store_find_transfer(b->txn, l, t->pending_id, &prow);
   if (rc == MDB_NOTFOUND)
     return LEDGER_PENDING_TRANSFER_NOT_FOUND;
@@ -448,6 +482,15 @@ static ledger_result post_or_void(batch *b, const ledger_transfer *t, uint64_t t
   if (rc) {
     batch_fail(b, rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc);
     return LEDGER_BATCH_STORAGE_ERROR;
+  }
+  if (b->dry_run) { /* a second resolution in one chain must see the first: not in a dry run */
+    for (uint32_t i = 0; i < b->n_chain_pendings; i++)
+      if (b->chain_pendings[i] == p->timestamp)
+        b->conflict = 1;
+    if (b->n_chain_pendings < DRY_RUN_CHAIN_MAX)
+      b->chain_pendings[b->n_chain_pendings++] = p->timestamp;
+    else
+      b->conflict = 1;
   }
   if (pr.state == LEDGER_PENDING_POSTED)
     return LEDGER_PENDING_TRANSFER_ALREADY_POSTED;
@@ -498,7 +541,8 @@ static ledger_result post_or_void(batch *b, const ledger_transfer *t, uint64_t t
     uint8_t ek[16];
     store_expiry_key(ek, pr.expires_at, p->timestamp);
     MDB_val k = {sizeof ek, ek};
-    batch_fail(b, mdb_del(b->txn, l->db_expiry, &k, NULL));
+    if (!b->dry_run)
+      batch_fail(b, mdb_del(b->txn, l->db_expiry, &k, NULL));
   }
   return LEDGER_OK;
 }
@@ -652,7 +696,8 @@ static ledger_result create_transfer(batch *b, const ledger_transfer *t, uint64_
       uint8_t ek[16];
       store_expiry_key(ek, expires_at, ts);
       MDB_val k = {sizeof ek, ek}, v = {0, NULL};
-      batch_fail(b, mdb_put(b->txn, l->db_expiry, &k, &v, 0));
+      if (!b->dry_run)
+        batch_fail(b, mdb_put(b->txn, l->db_expiry, &k, &v, 0));
     }
   }
   return LEDGER_OK;
@@ -745,10 +790,67 @@ static void expire_due(batch *b, uint64_t now, uint64_t base) {
 
 /* ---------------------------------------------------------------- the batch */
 
-/* Applies the linked chain events[i..end] in a nested transaction: all or nothing. */
+/* Marks a failed chain: the failing event keeps its result, the others are linked_event_failed.
+ * Nothing of the chain is in the ledger (the caller made sure of that). */
+static void chain_failed(batch *b, const ledger_event *events, ledger_result *results, size_t i,
+                         size_t end, size_t failed) {
+  for (size_t j = i; j <= end; j++)
+    if (j != failed)
+      results[j] = LEDGER_LINKED_EVENT_FAILED;
+  remember_failure(b, &events[failed], results[failed]);
+}
+
+/* A short chain is first run dry: its events are checked against the cache with no row written
+ * (accounts changed in the cache and then undone). If it fails, nothing needs rolling back; if
+ * it succeeds, it is applied for real, straight into the batch's transaction — the same
+ * results, as the rules are deterministic. Returns 1 if that settled the chain, 0 if the dry
+ * run hit a conflict (an event reading what the chain itself writes) and the chain must run in
+ * a nested transaction. Saves the nested transaction's page copies for the common case (a
+ * payment's two linked legs). */
+static int apply_chain_direct(batch *b, const ledger_event *events, ledger_result *results,
+                              size_t i, size_t end, uint64_t ts0) {
+  ledger *l = b->l;
+  if (end - i + 1 > DRY_RUN_CHAIN_MAX)
+    return 0;
+  uint64_t count_before = l->batch_account_count;
+  b->dry_run = 1;
+  b->conflict = 0;
+  b->n_chain_ids = b->n_chain_pendings = 0;
+  l->in_chain = 1;
+  l->n_undo = 0;
+  size_t failed = SIZE_MAX;
+  for (size_t j = i; j <= end && !b->err && !b->conflict; j++) {
+    results[j] = apply_event(b, &events[j], ts0 + j);
+    if (!b->conflict && results[j] != LEDGER_OK) {
+      failed = j;
+      break;
+    }
+  }
+  l->in_chain = 0;
+  b->dry_run = 0;
+  cache_undo(l);
+  l->batch_account_count = count_before;
+  if (b->err || b->conflict)
+    return b->err ? 1 : 0;
+  if (failed != SIZE_MAX) {
+    chain_failed(b, events, results, i, end, failed);
+    return 1;
+  }
+  for (size_t j = i; j <= end && !b->err; j++) {
+    results[j] = apply_event(b, &events[j], ts0 + j);
+    if (results[j] != LEDGER_OK) /* cannot differ from the dry run: fail the whole batch */
+      batch_fail(b, MDB_CORRUPTED);
+  }
+  return 1;
+}
+
+/* Applies the linked chain events[i..end] all or nothing: directly after a dry run when it
+ * can, otherwise in a nested transaction. */
 static int apply_chain(batch *b, const ledger_event *events, ledger_result *results, size_t i,
                        size_t end, uint64_t ts0) {
   ledger *l = b->l;
+  if (apply_chain_direct(b, events, results, i, end, ts0))
+    return b->err;
   MDB_txn *parent = b->txn, *child;
   int rc = mdb_txn_begin(l->env, parent, 0, &child);
   if (rc)
@@ -776,10 +878,7 @@ static int apply_chain(batch *b, const ledger_event *events, ledger_result *resu
   mdb_txn_abort(child);
   cache_undo(l);
   l->batch_account_count = count_before;
-  for (size_t j = i; j <= end; j++)
-    if (j != failed)
-      results[j] = LEDGER_LINKED_EVENT_FAILED;
-  remember_failure(b, &events[failed], results[failed]);
+  chain_failed(b, events, results, i, end, failed);
   return b->err;
 }
 
@@ -879,7 +978,7 @@ static int apply_once(ledger *l, const ledger_event *events, ledger_result *resu
   int rc = mdb_txn_begin(l->env, NULL, 0, &txn);
   if (rc)
     return rc;
-  batch b = {l, txn, NULL, NULL, NULL, NULL, 0};
+  batch b = {.l = l, .txn = txn};
   cache_begin_batch(l);
   int recorded = 0;
   rc = open_cursors(&b);

@@ -1,7 +1,6 @@
 /* accounts.c — ledger account and transfer ids of the switch (accounts.h). */
 #include "accounts.h"
 
-#include <openssl/sha.h>
 #include <string.h>
 
 ledger_id sw_id_from_bytes(const uint8_t b[16]) {
@@ -20,18 +19,18 @@ void sw_id_to_bytes(ledger_id id, uint8_t b[16]) {
   }
 }
 
+/* A 64-bit finaliser (splitmix64's): every input bit affects every output bit. */
+static uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
 ledger_id sw_derive_id(const char *tag, ledger_id from) {
-  uint8_t in[80], out[SHA256_DIGEST_LENGTH];
-  size_t n = strlen(tag);
-  if (n > sizeof in - 17)
-    n = sizeof in - 17;
-  memcpy(in, tag, n);
-  in[n] = 0;
-  sw_id_to_bytes(from, in + n + 1);
-  SHA256(in, n + 17, out);
-  uint64_t lo = 0;
-  for (int i = 0; i < 8; i++)
-    lo = (lo << 8) | out[i];
+  uint64_t t = 0xcbf29ce484222325ull; /* FNV-1a of the tag */
+  for (const char *p = tag; *p; p++)
+    t = (t ^ (uint8_t)*p) * 0x100000001b3ull;
+  uint64_t lo = mix64(mix64(t ^ from.lo) ^ mix64(from.hi + 0x9e3779b97f4a7c15ull));
   return ledger_id_make(from.hi, lo);
 }
 

@@ -48,8 +48,11 @@ static inline uint32_t sw_account_participant(ledger_id id) { return (uint32_t)i
 /* Derives a ledger id from a tag and an id: the NDC leg of a payment, the post and void legs,
  * liquidity adjustments. The high 64 bits are `from`'s, so a time-ordered operator id (UUIDv7)
  * gives time-ordered derived ids and the ledger's id index keeps appending at its right edge;
- * the low 64 bits are the first 8 bytes of SHA-256(tag ‖ from), which nobody can aim at
- * without 2^64 work. */
+ * the low 64 bits are a 64-bit mix of the tag and `from` (distinct tags and ids collide with
+ * probability 2^-64). Not a secret: whoever knows a transfer id can compute its legs' ids, as
+ * with any public function; a keyed derivation would stop a payer or payee from squatting its
+ * own transfer's post id (which only delays that transfer to its expiry). Cost: a few
+ * multiplications. */
 ledger_id sw_derive_id(const char *tag, ledger_id from);
 
 /* 16 bytes on the wire (big endian, UUID order) <-> ledger id. */
