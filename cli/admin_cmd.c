@@ -414,46 +414,6 @@ static const char liquidity_usage[] =
     "adjustment id, 32 hex digits, the idempotency key: without it a fresh one is made and\n"
     "printed; repeat the command with --id to retry without moving the money twice.\n";
 
-/* Parses 32 hex digits into 16 bytes; 0, or -1 if text is not that or is all zeros. */
-static int admin_parse_id(const char *text, uint8_t out[16]) {
-  if (strlen(text) != 32)
-    return -1;
-  int nonzero = 0;
-  for (int k = 0; k < 16; k++) {
-    unsigned v = 0;
-    for (int j = 0; j < 2; j++) {
-      char c = text[2 * k + j];
-      unsigned d;
-      if (c >= '0' && c <= '9')
-        d = (unsigned)(c - '0');
-      else if (c >= 'a' && c <= 'f')
-        d = (unsigned)(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F')
-        d = (unsigned)(c - 'A' + 10);
-      else
-        return -1;
-      v = v * 16 + d;
-    }
-    out[k] = (uint8_t)v;
-    nonzero |= v != 0;
-  }
-  return nonzero ? 0 : -1;
-}
-
-/* A fresh time-ordered id in the UUIDv7 layout: 48-bit Unix milliseconds (big endian), then
- * random bits (with the version and variant bits of RFC 9562). */
-static int admin_new_id(uint8_t out[16]) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || RAND_bytes(out + 6, 10) != 1)
-    return -1;
-  uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-  for (int k = 0; k < 6; k++)
-    out[k] = (uint8_t)(ms >> (40 - 8 * k));
-  out[6] = (uint8_t)(0x70 | (out[6] & 0x0f));
-  out[8] = (uint8_t)(0x80 | (out[8] & 0x3f));
-  return 0;
-}
-
 int cli_liquidity_main(int argc, char **argv) {
   const char *usage = liquidity_usage;
   if (argc < 2) {
@@ -490,10 +450,10 @@ int cli_liquidity_main(int argc, char **argv) {
                              NULL);
   uint8_t adj[16];
   if (a.id_hex != NULL) {
-    if (admin_parse_id(a.id_hex, adj) != 0)
+    if (cli_parse_hex(a.id_hex, adj, 16) != 0 || cli_all_zero(adj, 16))
       return admin_usage_error(cmd, usage, "--id: '%s' is not 32 hex digits (and not all zero)",
                                a.id_hex);
-  } else if (admin_new_id(adj) != 0) {
+  } else if (cli_new_id(adj) != 0) {
     fprintf(stderr, "tuma %s: cannot make an adjustment id\n", cmd);
     return CLI_EXIT_FAIL;
   }

@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int cli_opt(int argc, char **argv, int *i, const char *cmd, const char *name, const char **value) {
   const char *word = argv[*i];
@@ -144,4 +146,42 @@ char *cli_mask(const char *id, char *out, size_t cap) {
   }
   out[k] = '\0';
   return out;
+}
+
+int cli_parse_hex(const char *text, uint8_t *out, size_t n) {
+  if (strlen(text) != 2 * n)
+    return -1;
+  for (size_t k = 0; k < 2 * n; k++) {
+    char c = text[k];
+    unsigned d;
+    if (c >= '0' && c <= '9')
+      d = (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      d = (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      d = (unsigned)(c - 'A' + 10);
+    else
+      return -1;
+    out[k / 2] = (uint8_t)(k % 2 ? (out[k / 2] << 4) | d : d);
+  }
+  return 0;
+}
+
+int cli_all_zero(const uint8_t *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (b[i])
+      return 0;
+  return 1;
+}
+
+int cli_new_id(uint8_t out[16]) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || RAND_bytes(out + 6, 10) != 1)
+    return -1;
+  uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  for (int k = 0; k < 6; k++)
+    out[k] = (uint8_t)(ms >> (40 - 8 * k));
+  out[6] = (uint8_t)(0x70 | (out[6] & 0x0f));
+  out[8] = (uint8_t)(0x80 | (out[8] & 0x3f));
+  return 0;
 }

@@ -43,6 +43,16 @@ int cli_currency_valid(const char *code);
 /* 1 if text is 1..max bytes of valid UTF-8 with no control characters. */
 int cli_text_valid(const char *text, size_t max);
 
+/* Parses exactly 2n hex digits (any case) into out[0..n); 0, or -1 if text is not that. */
+int cli_parse_hex(const char *text, uint8_t *out, size_t n);
+
+/* 1 if the n bytes are all zero. */
+int cli_all_zero(const uint8_t *b, size_t n);
+
+/* A fresh time-ordered id in the UUIDv7 layout: 48-bit Unix milliseconds (big endian), then
+ * random bits (with RFC 9562's version and variant bits). 0, or -1 if randomness failed. */
+int cli_new_id(uint8_t out[16]);
+
 /* Writes id masked for printing into out (cap bytes, truncating): the first 3 and the last 2
  * characters kept, every other one replaced by '*'; ids of 5 characters or fewer are masked
  * whole. Returns out. */

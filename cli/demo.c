@@ -44,12 +44,15 @@ static const char demo_usage[] =
 /* The three operators: id, display name, own MSISDN prefix, and whom they pay. */
 static const struct {
   const char *id, *name, *prefix;
-  int pays; /* index of the payee operator */
+  int pays;             /* index of the payee operator */
   const char *extra[6]; /* behaviour that makes the run interesting */
 } operators[DEMO_OPERATORS] = {
     {"alpha", "Alpha Mobile Money", "25470", 1, {"--unknown-percent", "2", NULL}},
     {"beta", "Beta Wallet", "25471", 2, {"--reject-percent", "3", NULL}},
-    {"gamma", "Gamma Pesa", "25472", 0,
+    {"gamma",
+     "Gamma Pesa",
+     "25472",
+     0,
      {"--short-expiry-percent", "2", "--payee-latency-ms", "5", NULL}},
 };
 
@@ -119,8 +122,9 @@ static int find_programs(demo *d) {
            access(d->opsim, X_OK) != 0)
     path_join(d->opsim, sizeof d->opsim, d->bindir, "tuma-opsim");
   if (access(d->tumad, X_OK) || access(d->opsim, X_OK)) {
-    fprintf(stderr, "tuma demo: cannot find tumad (%s) or tuma-opsim (%s); build first, or set "
-                    "TUMAD / TUMA_OPSIM\n",
+    fprintf(stderr,
+            "tuma demo: cannot find tumad (%s) or tuma-opsim (%s); build first, or set "
+            "TUMAD / TUMA_OPSIM\n",
             d->tumad, d->opsim);
     return -1;
   }
@@ -163,8 +167,8 @@ static int ensure_pki(const demo *d) {
       return -1;
     if (access(crt, R_OK) == 0)
       continue;
-    pki_issue_options o = {.dir = pki, .name = names[i],
-                           .role = i == DEMO_OPERATORS ? "admin" : "operator"};
+    pki_issue_options o = {
+        .dir = pki, .name = names[i], .role = i == DEMO_OPERATORS ? "admin" : "operator"};
     if (pki_issue(&o, &diag)) {
       fprintf(stderr, "tuma demo: %s\n", diag.text);
       return -1;
@@ -222,8 +226,8 @@ static int http_get(uint16_t port, const char *path, char *buf, size_t cap) {
     return -1;
   struct timeval tv = {2, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in a = {
+      .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   size_t len = 0;
   if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
     char req[128];
@@ -306,12 +310,34 @@ static pid_t start_operator(const demo *d, int i) {
   snprintf(name, sizeof name, "opsim-%s", operators[i].id);
   if (path_join(data, sizeof data, d->dir, name) || path_join(pki, sizeof pki, d->dir, "pki"))
     return -1;
-  const char *argv[40] = {d->opsim, "--connect", connect, "--pki", pki, "--as", operators[i].id,
-                          "--data", data, "--wallets", "1000", "--msisdn-prefix",
-                          operators[i].prefix, "--initial-balance", "100000000", "--rate", rate,
-                          "--duration", duration, "--payee-prefix",
-                          operators[operators[i].pays].prefix, "--payee-wallets", "1000",
-                          "--amount-min", "100", "--amount-max", "500000", "--linger",
+  const char *argv[40] = {d->opsim,
+                          "--connect",
+                          connect,
+                          "--pki",
+                          pki,
+                          "--as",
+                          operators[i].id,
+                          "--data",
+                          data,
+                          "--wallets",
+                          "1000",
+                          "--msisdn-prefix",
+                          operators[i].prefix,
+                          "--initial-balance",
+                          "100000000",
+                          "--rate",
+                          rate,
+                          "--duration",
+                          duration,
+                          "--payee-prefix",
+                          operators[operators[i].pays].prefix,
+                          "--payee-wallets",
+                          "1000",
+                          "--amount-min",
+                          "100",
+                          "--amount-max",
+                          "500000",
+                          "--linger",
                           "--json"};
   size_t n = 0;
   while (argv[n])
@@ -328,8 +354,12 @@ static int print_positions(const demo *d) {
   if (path_join(pki, sizeof pki, d->dir, "pki") || path_join(ca, sizeof ca, pki, "ca.crt") ||
       path_join(crt, sizeof crt, pki, "admin.crt") || path_join(key, sizeof key, pki, "admin.key"))
     return -1;
-  admin_client_options o = {.host = "127.0.0.1", .port = port, .ca_file = ca, .cert_file = crt,
-                            .key_file = key, .server_name = "localhost"};
+  admin_client_options o = {.host = "127.0.0.1",
+                            .port = port,
+                            .ca_file = ca,
+                            .cert_file = crt,
+                            .key_file = key,
+                            .server_name = "localhost"};
   admin_client_diag diag = {""};
   admin_client *c = NULL;
   if (admin_client_connect(&o, &c, &diag)) {
@@ -348,9 +378,8 @@ static int print_positions(const demo *d) {
            "NET (sent-recv)");
     for (size_t k = 0; k < r->n_positions; k++)
       printf("%-12s %-8s %18" PRIu64 " %14" PRIu64 " %18" PRId64 "\n",
-             r->positions[k]->participant_id, r->positions[k]->currency,
-             r->positions[k]->liquidity, r->positions[k]->reserved,
-             r->positions[k]->net_position);
+             r->positions[k]->participant_id, r->positions[k]->currency, r->positions[k]->liquidity,
+             r->positions[k]->reserved, r->positions[k]->net_position);
   } else {
     fprintf(stderr, "tuma demo: positions: %s\n", rc ? diag.text : "unexpected reply");
     rc = -1;
@@ -410,8 +439,8 @@ static int run(demo *d) {
     if (d->opsim_pid[i] <= 0)
       return -1;
     printf("operator %-6s prefix %s pays %-6s at %u/s (logs %s/logs/opsim-%s.log)\n",
-           operators[i].id, operators[i].prefix, operators[operators[i].pays].id, d->rate,
-           d->dir, operators[i].id);
+           operators[i].id, operators[i].prefix, operators[operators[i].pays].id, d->rate, d->dir,
+           operators[i].id);
   }
   counts first = {0}, prev = {0}, cur = {0};
   read_counts(d, &first);
@@ -427,9 +456,9 @@ static int run(demo *d) {
     uint64_t was = prev.committed + prev.aborted + prev.expired + prev.rejected;
     printf("\r[%4.0fs] %6.0f transfers/s | in flight %4" PRIu64 " | committed %8" PRIu64
            " aborted %5" PRIu64 " expired %4" PRIu64 " rejected %5" PRIu64 "   ",
-           t - t0, (double)(done - was) / (t - last), cur.in_flight, cur.committed - first.committed,
-           cur.aborted - first.aborted, cur.expired - first.expired,
-           cur.rejected - first.rejected);
+           t - t0, (double)(done - was) / (t - last), cur.in_flight,
+           cur.committed - first.committed, cur.aborted - first.aborted,
+           cur.expired - first.expired, cur.rejected - first.rejected);
     fflush(stdout);
     prev = cur;
     last = t;

@@ -180,29 +180,6 @@ static int op_usage_error(const char *cmd, const char *usage, const char *fmt, c
   return CLI_EXIT_USAGE;
 }
 
-/* Parses exactly 2 * n hex digits into out[n]. 0, or -1 if text is not that. */
-static int op_parse_hex(const char *text, uint8_t *out, size_t n) {
-  if (strlen(text) != 2 * n)
-    return -1;
-  for (size_t k = 0; k < n; k++) {
-    unsigned v = 0;
-    for (int j = 0; j < 2; j++) {
-      char c = text[2 * k + (size_t)j];
-      unsigned d;
-      if (c >= '0' && c <= '9')
-        d = (unsigned)(c - '0');
-      else if (c >= 'a' && c <= 'f')
-        d = (unsigned)(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F')
-        d = (unsigned)(c - 'A' + 10);
-      else
-        return -1;
-      v = v * 16 + d;
-    }
-    out[k] = (uint8_t)v;
-  }
-  return 0;
-}
 
 /* Writes bytes[0..n) as lower-case hex into out (2 * n + 1 bytes). Returns out. */
 static char *op_hex(const uint8_t *bytes, size_t n, char *out) {
@@ -224,19 +201,6 @@ static const char *op_id_text(ProtobufCBinaryData id, char out[33]) {
   return op_hex(id.data, 16, out);
 }
 
-/* A fresh time-ordered id in the UUIDv7 layout: 48-bit Unix milliseconds (big endian), then
- * random bits (with the version and variant bits of RFC 9562). */
-static int op_new_id(uint8_t out[16]) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || RAND_bytes(out + 6, 10) != 1)
-    return -1;
-  uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-  for (int k = 0; k < 6; k++)
-    out[k] = (uint8_t)(ms >> (40 - 8 * k));
-  out[6] = (uint8_t)(0x70 | (out[6] & 0x0f));
-  out[8] = (uint8_t)(0x80 | (out[8] & 0x3f));
-  return 0;
-}
 
 static uint64_t op_now_ms(void) {
   struct timespec ts;
@@ -434,7 +398,7 @@ static int op_parse(int argc, char **argv, const char *cmd, const char *usage, u
     } else if ((allowed & OP_OPT_FULFILMENT) && OP_OPT("--fulfilment")) {
       if (m < 0)
         return CLI_EXIT_USAGE;
-      if (op_parse_hex(v, a->fulfilment, sizeof a->fulfilment) != 0)
+      if (cli_parse_hex(v, a->fulfilment, sizeof a->fulfilment) != 0)
         return op_usage_error(cmd, usage, "--fulfilment: '%s' is not 64 hex digits", v);
       a->has_fulfilment = 1;
     } else if ((allowed & OP_OPT_TO) && OP_OPT("--to")) {
@@ -485,7 +449,7 @@ static int op_parse(int argc, char **argv, const char *cmd, const char *usage, u
       if (m < 0)
         return CLI_EXIT_USAGE;
       static const uint8_t zero[16];
-      if (op_parse_hex(v, a->id, sizeof a->id) != 0 || memcmp(a->id, zero, sizeof zero) == 0)
+      if (cli_parse_hex(v, a->id, sizeof a->id) != 0 || memcmp(a->id, zero, sizeof zero) == 0)
         return op_usage_error(cmd, usage, "--id: '%s' is not 32 hex digits (and not all zero)", v);
       a->has_id = 1;
     } else if ((allowed & OP_OPT_CONDITION) && cli_flag(argv, i, "--with-condition")) {
@@ -493,7 +457,7 @@ static int op_parse(int argc, char **argv, const char *cmd, const char *usage, u
     } else if ((allowed & OP_OPT_CONDITION) && OP_OPT("--condition")) {
       if (m < 0)
         return CLI_EXIT_USAGE;
-      if (op_parse_hex(v, a->condition, sizeof a->condition) != 0)
+      if (cli_parse_hex(v, a->condition, sizeof a->condition) != 0)
         return op_usage_error(cmd, usage, "--condition: '%s' is not 64 hex digits", v);
       a->has_condition = 1;
     } else if (w[0] == '-') {
@@ -1111,7 +1075,7 @@ static int op_send(const char *cmd, const char *usage, op_args *a) {
   int rc = op_resolve_files(cmd, usage, a);
   if (rc != 0)
     return rc;
-  if (!a->has_id && op_new_id(a->id) != 0) {
+  if (!a->has_id && cli_new_id(a->id) != 0) {
     fprintf(stderr, "tuma %s: cannot make a transfer id\n", cmd);
     return CLI_EXIT_FAIL;
   }

@@ -36,8 +36,8 @@ typedef struct batch {
    * have written (then the chain runs in a nested transaction instead). */
   int dry_run, conflict;
   uint32_t n_chain_ids, n_chain_pendings;
-  ledger_id chain_ids[DRY_RUN_CHAIN_MAX];      /* transfer ids the chain creates */
-  uint64_t chain_pendings[DRY_RUN_CHAIN_MAX];  /* pending transfers the chain resolves */
+  ledger_id chain_ids[DRY_RUN_CHAIN_MAX];     /* transfer ids the chain creates */
+  uint64_t chain_pendings[DRY_RUN_CHAIN_MAX]; /* pending transfers the chain resolves */
 } batch;
 
 /* ---------------------------------------------------------------- small helpers */
@@ -52,7 +52,9 @@ uint64_t ledger_time(const ledger *l) {
   return l->opts.clock ? l->opts.clock(l->opts.clock_arg) : clock_realtime_ns();
 }
 
-static int id_is_max(ledger_id id) { return id.lo == UINT64_MAX && id.hi == UINT64_MAX; }
+static int id_is_max(ledger_id id) {
+  return id.lo == UINT64_MAX && id.hi == UINT64_MAX;
+}
 
 static int is_zero_bytes(const void *p, size_t n) {
   const uint8_t *b = p;
@@ -267,9 +269,14 @@ static void cache_flush(batch *b) {
       MDB_val k = {sizeof key, key.b}, v = {sizeof st, &st};
       batch_fail(b, mdb_put(b->txn, l->db_accounts, &k, &v, MDB_NOOVERWRITE));
     }
-    account_state state = {s->account.debits_pending, s->account.debits_posted,
-                           s->account.credits_pending, s->account.credits_posted,
-                           s->last_transfer_ts, s->account.flags, 0, 0};
+    account_state state = {s->account.debits_pending,
+                           s->account.debits_posted,
+                           s->account.credits_pending,
+                           s->account.credits_posted,
+                           s->last_transfer_ts,
+                           s->account.flags,
+                           0,
+                           0};
     batch_put_u64(b, cur, s->number, &state, sizeof state);
   }
   mdb_cursor_close(cur);
@@ -290,8 +297,10 @@ static int result_is_transient(ledger_result r) {
   case LEDGER_OVERFLOWS_DEBITS:
   case LEDGER_OVERFLOWS_CREDITS:
   case LEDGER_EXCEEDS_CREDITS:
-  case LEDGER_EXCEEDS_DEBITS: return 1;
-  default: return 0;
+  case LEDGER_EXCEEDS_DEBITS:
+    return 1;
+  default:
+    return 0;
   }
 }
 
@@ -705,9 +714,12 @@ static ledger_result create_transfer(batch *b, const ledger_transfer *t, uint64_
 
 static ledger_result apply_event(batch *b, const ledger_event *ev, uint64_t ts) {
   switch (ev->kind) {
-  case LEDGER_EVENT_CREATE_ACCOUNT: return create_account(b, &ev->account, ts);
-  case LEDGER_EVENT_CREATE_TRANSFER: return create_transfer(b, &ev->transfer, ts);
-  default: return LEDGER_UNKNOWN_EVENT_KIND;
+  case LEDGER_EVENT_CREATE_ACCOUNT:
+    return create_account(b, &ev->account, ts);
+  case LEDGER_EVENT_CREATE_TRANSFER:
+    return create_transfer(b, &ev->transfer, ts);
+  default:
+    return LEDGER_UNKNOWN_EVENT_KIND;
   }
 }
 
@@ -1016,8 +1028,8 @@ static int apply_once(ledger *l, const ledger_event *events, ledger_result *resu
   return 0;
 }
 
-static int apply_with_retry(ledger *l, const ledger_event *events, ledger_result *results,
-                            size_t n, uint64_t base, const journal_view *expect) {
+static int apply_with_retry(ledger *l, const ledger_event *events, ledger_result *results, size_t n,
+                            uint64_t base, const journal_view *expect) {
   int rc = grow_map_for(l, n * 1024 + (1u << 20));
   if (!rc)
     rc = apply_once(l, events, results, n, base, expect);

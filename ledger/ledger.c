@@ -95,39 +95,61 @@ const char *ledger_result_name(ledger_result r) {
   return result_names[r];
 }
 
-int ledger_result_is_success(ledger_result r) { return r == LEDGER_OK || r == LEDGER_EXISTS; }
+int ledger_result_is_success(ledger_result r) {
+  return r == LEDGER_OK || r == LEDGER_EXISTS;
+}
 
 const char *ledger_strerror(int err) {
   switch (err) {
-  case LEDGER_E_OK: return "ok";
-  case LEDGER_E_NOMEM: return "out of memory";
-  case LEDGER_E_INVAL: return "invalid argument";
-  case LEDGER_E_NOTFOUND: return "not found";
-  case LEDGER_E_AGAIN: return "queue full (would block)";
-  case LEDGER_E_FULL: return "storage full (map size limit or disk)";
-  case LEDGER_E_IO: return "storage I/O error; the batch was not committed";
-  case LEDGER_E_CORRUPT: return "journal record does not verify";
-  case LEDGER_E_VERSION: return "data directory has another format version";
-  case LEDGER_E_CLOSED: return "queue is closed";
-  case LEDGER_E_LMDB: return "LMDB error";
-  default: return "unknown ledger error";
+  case LEDGER_E_OK:
+    return "ok";
+  case LEDGER_E_NOMEM:
+    return "out of memory";
+  case LEDGER_E_INVAL:
+    return "invalid argument";
+  case LEDGER_E_NOTFOUND:
+    return "not found";
+  case LEDGER_E_AGAIN:
+    return "queue full (would block)";
+  case LEDGER_E_FULL:
+    return "storage full (map size limit or disk)";
+  case LEDGER_E_IO:
+    return "storage I/O error; the batch was not committed";
+  case LEDGER_E_CORRUPT:
+    return "journal record does not verify";
+  case LEDGER_E_VERSION:
+    return "data directory has another format version";
+  case LEDGER_E_CLOSED:
+    return "queue is closed";
+  case LEDGER_E_LMDB:
+    return "LMDB error";
+  default:
+    return "unknown ledger error";
   }
 }
 
 int store_error(int rc) {
   switch (rc) {
-  case 0: return 0;
-  case MDB_NOTFOUND: return LEDGER_E_NOTFOUND;
+  case 0:
+    return 0;
+  case MDB_NOTFOUND:
+    return LEDGER_E_NOTFOUND;
   case MDB_MAP_FULL:
   case ENOSPC:
-  case EDQUOT: return LEDGER_E_FULL;
-  case ENOMEM: return LEDGER_E_NOMEM;
+  case EDQUOT:
+    return LEDGER_E_FULL;
+  case ENOMEM:
+    return LEDGER_E_NOMEM;
   case EIO:
-  case MDB_PANIC: return LEDGER_E_IO;
+  case MDB_PANIC:
+    return LEDGER_E_IO;
   case MDB_VERSION_MISMATCH:
-  case MDB_INVALID: return LEDGER_E_VERSION;
-  case MDB_CORRUPTED: return LEDGER_E_CORRUPT;
-  default: return rc > 0 ? LEDGER_E_IO : LEDGER_E_LMDB;
+  case MDB_INVALID:
+    return LEDGER_E_VERSION;
+  case MDB_CORRUPTED:
+    return LEDGER_E_CORRUPT;
+  default:
+    return rc > 0 ? LEDGER_E_IO : LEDGER_E_LMDB;
   }
 }
 

@@ -178,8 +178,14 @@ static int account_query(ledger *l, const ledger_account_filter *f, void *out, s
   int rc = read_begin(l, &txn);
   if (rc)
     return store_error(rc);
-  collect c = {l, out, item_size, cap < f->limit ? cap : f->limit, 0,
-               (f->flags & LEDGER_FILTER_REVERSED) != 0, want_balances, 0};
+  collect c = {l,
+               out,
+               item_size,
+               cap < f->limit ? cap : f->limit,
+               0,
+               (f->flags & LEDGER_FILTER_REVERSED) != 0,
+               want_balances,
+               0};
   rc = walk_account_chain(l, txn, f, collect_cb, &c);
   read_end(l, txn);
   if (!rc)

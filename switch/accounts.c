@@ -34,6 +34,21 @@ ledger_id sw_derive_id(const char *tag, ledger_id from) {
   return ledger_id_make(from.hi, lo);
 }
 
+ledger_event sw_transfer_event(ledger_id id, ledger_id debit, ledger_id credit, uint64_t amount,
+                               uint32_t ledger_no, uint16_t code, uint16_t flags) {
+  ledger_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.kind = LEDGER_EVENT_CREATE_TRANSFER;
+  ev.transfer.id = id;
+  ev.transfer.debit_account_id = debit;
+  ev.transfer.credit_account_id = credit;
+  ev.transfer.amount = amount;
+  ev.transfer.ledger = ledger_no;
+  ev.transfer.code = code;
+  ev.transfer.flags = flags;
+  return ev;
+}
+
 static ledger_event account_event(ledger_id id, uint32_t ledger_no, uint16_t code, uint16_t flags) {
   ledger_event ev;
   memset(&ev, 0, sizeof ev);

@@ -43,7 +43,9 @@ static inline ledger_id sw_account_id(uint32_t participant, uint32_t ledger_no, 
 }
 
 /* The participant number of an account id made by sw_account_id. */
-static inline uint32_t sw_account_participant(ledger_id id) { return (uint32_t)id.hi; }
+static inline uint32_t sw_account_participant(ledger_id id) {
+  return (uint32_t)id.hi;
+}
 
 /* Derives a ledger id from a tag and an id: the NDC leg of a payment, the post and void legs,
  * liquidity adjustments. The high 64 bits are `from`'s, so a time-ordered operator id (UUIDv7)
@@ -59,7 +61,11 @@ ledger_id sw_derive_id(const char *tag, ledger_id from);
 ledger_id sw_id_from_bytes(const uint8_t b[16]);
 void sw_id_to_bytes(ledger_id id, uint8_t b[16]);
 
-/* Account creation events (ledger_no.h) for one participant and currency: LIQUIDITY, NDC,
+/* A transfer event (ledger.h) with these fields, everything else zero. */
+ledger_event sw_transfer_event(ledger_id id, ledger_id debit, ledger_id credit, uint64_t amount,
+                               uint32_t ledger_no, uint16_t code, uint16_t flags);
+
+/* Account creation events (ledger.h) for one participant and currency: LIQUIDITY, NDC,
  * NDC_CONTROL and the scheme's SETTLEMENT for that ledger (creating one that exists gives
  * `exists`, which is fine). Writes 4 events into out. */
 void sw_account_events(uint32_t participant, uint32_t ledger_no, ledger_event out[4]);

@@ -51,35 +51,22 @@ static void admin_reply(sw_switch *sw, uint64_t conn_id, uint64_t corr, unsigned
   sw_conn_request_done(c);
 }
 
-static ledger_event transfer_event(ledger_id id, ledger_id debit, ledger_id credit,
-                                   uint64_t amount, uint32_t ledger_no, uint16_t code) {
-  ledger_event ev;
-  memset(&ev, 0, sizeof ev);
-  ev.kind = LEDGER_EVENT_CREATE_TRANSFER;
-  ev.transfer.id = id;
-  ev.transfer.debit_account_id = debit;
-  ev.transfer.credit_account_id = credit;
-  ev.transfer.amount = amount;
-  ev.transfer.ledger = ledger_no;
-  ev.transfer.code = code;
-  return ev;
-}
-
 /* The events that give a participant its accounts in one currency and its initial (unlimited)
  * cap: 4 account events and 1 transfer, all idempotent. */
 static size_t participant_events(uint32_t number, uint32_t ledger_no, ledger_event *out) {
   sw_account_events(number, ledger_no, out);
   ledger_id ctl = sw_account_id(number, ledger_no, SW_ACCOUNT_NDC_CONTROL);
-  out[4] = transfer_event(sw_derive_id("tuma-ndc-init", ctl), ctl,
-                          sw_account_id(number, ledger_no, SW_ACCOUNT_NDC), SW_NDC_UNLIMITED, ledger_no,
-                          SW_CODE_NDC_ADJUST);
+  out[4] = sw_transfer_event(sw_derive_id("tuma-ndc-init", ctl), ctl,
+                             sw_account_id(number, ledger_no, SW_ACCOUNT_NDC), SW_NDC_UNLIMITED,
+                             ledger_no, SW_CODE_NDC_ADJUST, 0);
   return 5;
 }
 
 /* The current cap: NDC_CONTROL's debits_posted - credits_posted. */
 static int current_cap(sw_switch *sw, uint32_t number, uint32_t ledger_no, uint64_t *cap) {
   ledger_account k;
-  int rc = ledger_lookup_account(sw->ledger, sw_account_id(number, ledger_no, SW_ACCOUNT_NDC_CONTROL), &k);
+  int rc = ledger_lookup_account(sw->ledger,
+                                 sw_account_id(number, ledger_no, SW_ACCOUNT_NDC_CONTROL), &k);
   if (rc)
     return rc;
   *cap = k.debits_posted - k.credits_posted;
@@ -97,9 +84,9 @@ static size_t cap_change_event(uint32_t number, uint32_t ledger_no, uint64_t cap
   ledger_id ctl = sw_account_id(number, ledger_no, SW_ACCOUNT_NDC_CONTROL);
   ledger_id ndc = sw_account_id(number, ledger_no, SW_ACCOUNT_NDC);
   if (want > cap)
-    *out = transfer_event(id, ctl, ndc, want - cap, ledger_no, SW_CODE_NDC_ADJUST);
+    *out = sw_transfer_event(id, ctl, ndc, want - cap, ledger_no, SW_CODE_NDC_ADJUST, 0);
   else
-    *out = transfer_event(id, ndc, ctl, cap - want, ledger_no, SW_CODE_NDC_ADJUST);
+    *out = sw_transfer_event(id, ndc, ctl, cap - want, ledger_no, SW_CODE_NDC_ADJUST, 0);
   return 1;
 }
 
@@ -139,8 +126,8 @@ static int apply_participant(sw_switch *sw, const sw_config_participant *cp) {
   uint32_t number = 0;
   int rc = sw_registry_put_participant(sw->registry, &p, &number);
   if (rc) {
-    sw_log(&sw->log, SW_LOG_ERROR, "config.participant_failed", "participant=%s error=\"%s\"",
-           p.id, sw_registry_strerror(rc));
+    sw_log(&sw->log, SW_LOG_ERROR, "config.participant_failed", "participant=%s error=\"%s\"", p.id,
+           sw_registry_strerror(rc));
     return -1;
   }
   p.number = number;
@@ -158,9 +145,9 @@ static int apply_participant(sw_switch *sw, const sw_config_participant *cp) {
       return -1;
     if (cp->initial_deposit[i]) {
       ledger_id liq = sw_account_id(number, ledger_no, SW_ACCOUNT_LIQUIDITY);
-      ev[0] = transfer_event(sw_derive_id("tuma-initial-deposit", liq),
-                             sw_account_id(0, ledger_no, SW_ACCOUNT_SETTLEMENT), liq,
-                             cp->initial_deposit[i], ledger_no, SW_CODE_DEPOSIT);
+      ev[0] = sw_transfer_event(sw_derive_id("tuma-initial-deposit", liq),
+                                sw_account_id(0, ledger_no, SW_ACCOUNT_SETTLEMENT), liq,
+                                cp->initial_deposit[i], ledger_no, SW_CODE_DEPOSIT, 0);
       ledger_result r;
       int rc2 = ledger_apply(sw->ledger, ev, &r, 1);
       if (rc2 || !ledger_result_is_success(r)) {
@@ -270,8 +257,8 @@ static void participant_create(sw_conn *c, uint64_t corr, const Tuma__V1__Partic
   }
   sw_participant *p = &op->p;
   sw_participant_init(p);
-  if (!m->participant_id || strlen(m->participant_id) >= sizeof p->id ||
-      m->n_currencies == 0 || m->n_currencies > SW_PARTICIPANT_MAX_CURRENCIES) {
+  if (!m->participant_id || strlen(m->participant_id) >= sizeof p->id || m->n_currencies == 0 ||
+      m->n_currencies > SW_PARTICIPANT_MAX_CURRENCIES) {
     free(op);
     admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "participant id and 1-8 currencies required");
     return;
@@ -433,13 +420,13 @@ static void liquidity_adjust(sw_conn *c, uint64_t corr, const Tuma__V1__Liquidit
   ledger_id liq = sw_account_id(peer->p.number, cur.numeric, SW_ACCOUNT_LIQUIDITY);
   ledger_id settlement = sw_account_id(0, cur.numeric, SW_ACCOUNT_SETTLEMENT);
   int deposit = m->direction == TUMA__V1__LIQUIDITY_DIRECTION__LIQUIDITY_DIRECTION_DEPOSIT;
-  ledger_event ev = transfer_event(sw_derive_id("tuma-adj", sw_id_from_bytes(m->adjustment_id.data)),
-                                   deposit ? settlement : liq, deposit ? liq : settlement,
-                                   m->amount->amount, cur.numeric,
-                                   deposit ? SW_CODE_DEPOSIT : SW_CODE_WITHDRAW);
-  sw_log(&c->sw->log, SW_LOG_INFO, "liquidity.adjust", "participant=%s currency=%s amount=%llu dir=%s",
-         peer->p.id, cur.alpha, (unsigned long long)m->amount->amount,
-         deposit ? "deposit" : "withdraw");
+  ledger_event ev =
+      sw_transfer_event(sw_derive_id("tuma-adj", sw_id_from_bytes(m->adjustment_id.data)),
+                        deposit ? settlement : liq, deposit ? liq : settlement, m->amount->amount,
+                        cur.numeric, deposit ? SW_CODE_DEPOSIT : SW_CODE_WITHDRAW, 0);
+  sw_log(&c->sw->log, SW_LOG_INFO, "liquidity.adjust",
+         "participant=%s currency=%s amount=%llu dir=%s", peer->p.id, cur.alpha,
+         (unsigned long long)m->amount->amount, deposit ? "deposit" : "withdraw");
   submit_op(c, corr, op, &ev, 1);
 }
 
@@ -477,7 +464,7 @@ static void positions(sw_conn *c, uint64_t corr, const Tuma__V1__PositionsQuery 
   size_t cap = (size_t)sw->n_peers * SW_PARTICIPANT_MAX_CURRENCIES + 1;
   Tuma__V1__Position *items = calloc(cap, sizeof *items);
   Tuma__V1__Position **ptrs = calloc(cap, sizeof *ptrs);
-  char (*codes)[4] = calloc(cap, sizeof *codes);
+  char(*codes)[4] = calloc(cap, sizeof *codes);
   if (!items || !ptrs || !codes) {
     admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     goto out;
@@ -485,15 +472,17 @@ static void positions(sw_conn *c, uint64_t corr, const Tuma__V1__PositionsQuery 
   size_t n = 0;
   for (uint32_t i = 1; i < sw->n_peers; i++) {
     sw_peer *peer = &sw->peers[i];
-    if (!peer->known || (m->participant_id && m->participant_id[0] &&
-                         strcmp(m->participant_id, peer->p.id) != 0))
+    if (!peer->known ||
+        (m->participant_id && m->participant_id[0] && strcmp(m->participant_id, peer->p.id) != 0))
       continue;
     for (unsigned k = 0; k < peer->p.n_currencies; k++) {
       uint32_t ledger_no = peer->p.currencies[k];
       ledger_account liq, ndc, ctl;
-      if (ledger_lookup_account(sw->ledger, sw_account_id(i, ledger_no, SW_ACCOUNT_LIQUIDITY), &liq) ||
+      if (ledger_lookup_account(sw->ledger, sw_account_id(i, ledger_no, SW_ACCOUNT_LIQUIDITY),
+                                &liq) ||
           ledger_lookup_account(sw->ledger, sw_account_id(i, ledger_no, SW_ACCOUNT_NDC), &ndc) ||
-          ledger_lookup_account(sw->ledger, sw_account_id(i, ledger_no, SW_ACCOUNT_NDC_CONTROL), &ctl))
+          ledger_lookup_account(sw->ledger, sw_account_id(i, ledger_no, SW_ACCOUNT_NDC_CONTROL),
+                                &ctl))
         continue;
       Tuma__V1__Position *it = &items[n];
       tuma__v1__position__init(it);
@@ -545,7 +534,9 @@ static void party_remove(sw_conn *c, uint64_t corr, const Tuma__V1__PartyDirecto
   }
   int rc = sw_registry_remove_party(c->sw->registry, (uint32_t)m->party->type, m->party->id);
   admin_reply(c->sw, c->id, corr,
-              rc == SW_REGISTRY_E_NOTFOUND ? SW_ERR_PARTY_NOT_FOUND : rc ? SW_ERR_VALIDATION : 0,
+              rc == SW_REGISTRY_E_NOTFOUND ? SW_ERR_PARTY_NOT_FOUND
+              : rc                         ? SW_ERR_VALIDATION
+                                           : 0,
               rc ? sw_registry_strerror(rc) : NULL);
 }
 
@@ -558,12 +549,18 @@ void sw_admin_dispatch(sw_conn *c, Tuma__V1__AdminEnvelope *env) {
   case TUMA__V1__ADMIN_ENVELOPE__BODY_PARTICIPANT_SET_STATUS:
     participant_set_status(c, corr, env->participant_set_status);
     break;
-  case TUMA__V1__ADMIN_ENVELOPE__BODY_PARTICIPANT_LIST: participant_list(c, corr); break;
+  case TUMA__V1__ADMIN_ENVELOPE__BODY_PARTICIPANT_LIST:
+    participant_list(c, corr);
+    break;
   case TUMA__V1__ADMIN_ENVELOPE__BODY_LIQUIDITY_ADJUST:
     liquidity_adjust(c, corr, env->liquidity_adjust);
     break;
-  case TUMA__V1__ADMIN_ENVELOPE__BODY_NET_DEBIT_CAP_SET: ndc_set(c, corr, env->net_debit_cap_set); break;
-  case TUMA__V1__ADMIN_ENVELOPE__BODY_POSITIONS_QUERY: positions(c, corr, env->positions_query); break;
+  case TUMA__V1__ADMIN_ENVELOPE__BODY_NET_DEBIT_CAP_SET:
+    ndc_set(c, corr, env->net_debit_cap_set);
+    break;
+  case TUMA__V1__ADMIN_ENVELOPE__BODY_POSITIONS_QUERY:
+    positions(c, corr, env->positions_query);
+    break;
   case TUMA__V1__ADMIN_ENVELOPE__BODY_PARTY_DIRECTORY_UPSERT:
     party_upsert(c, corr, env->party_directory_upsert);
     break;

@@ -52,7 +52,9 @@ static void record_latency(sw_commit_latency *h, uint64_t ns) {
   h->sum_seconds += (double)ns / 1e9;
 }
 
-const sw_commit_latency *sw_commit_latency_of(const sw_commit *c) { return &c->latency; }
+const sw_commit_latency *sw_commit_latency_of(const sw_commit *c) {
+  return &c->latency;
+}
 
 static void writer_done_cb(int status, const ledger_event *events, const ledger_result *results,
                            size_t n, void *arg);
@@ -156,7 +158,9 @@ void sw_commit_set_space_cb(sw_commit *c, void (*cb)(void *arg), void *arg) {
   c->space_arg = arg;
 }
 
-void sw_commit_stats(sw_commit *c, ledger_queue_stats *out) { ledger_queue_stats_of(c->queue, out); }
+void sw_commit_stats(sw_commit *c, ledger_queue_stats *out) {
+  ledger_queue_stats_of(c->queue, out);
+}
 
 void sw_commit_close(sw_commit *c) {
   if (!c)

@@ -27,8 +27,8 @@ typedef struct sw_transfer sw_transfer;
 /* One participant in memory: its registry record and its live operator connections. */
 typedef struct sw_peer {
   sw_participant p;
-  int known;        /* p is loaded */
-  sw_conn *conns;   /* operator connections of this participant (sw_conn.peer_next) */
+  int known;      /* p is loaded */
+  sw_conn *conns; /* operator connections of this participant (sw_conn.peer_next) */
   unsigned n_conns;
 } sw_peer;
 
@@ -51,7 +51,7 @@ struct sw_switch {
   struct evhttp *http;
   sw_peer *peers; /* indexed by participant number */
   uint32_t n_peers;
-  sw_conn *conns;  /* every connection (sw_conn.next) */
+  sw_conn *conns; /* every connection (sw_conn.next) */
   unsigned n_conns;
   sw_conn **conn_index; /* open addressing by id (linear probing, deletion by shifting) */
   size_t conn_index_size;
@@ -67,16 +67,16 @@ struct sw_conn {
   sw_switch *sw;
   uint64_t id;
   struct bufferevent *bev;
-  int admin;               /* accepted on the admin listener */
-  int ready;               /* handshake done and the peer authorised */
-  int closing;             /* flushing a last frame, then closed */
-  uint32_t participant;    /* operator connections: the participant's number */
-  char identity[64];       /* certificate CN */
-  char role[32];           /* certificate OU */
+  int admin;            /* accepted on the admin listener */
+  int ready;            /* handshake done and the peer authorised */
+  int closing;          /* flushing a last frame, then closed */
+  uint32_t participant; /* operator connections: the participant's number */
+  char identity[64];    /* certificate CN */
+  char role[32];        /* certificate OU */
   char addr[64];
-  int send_only;           /* said so in its Hello: no forwards or notifications here */
-  unsigned in_flight;      /* requests not yet answered */
-  int read_paused;         /* reading stopped (in-flight limit or ledger queue full) */
+  int send_only;      /* said so in its Hello: no forwards or notifications here */
+  unsigned in_flight; /* requests not yet answered */
+  int read_paused;    /* reading stopped (in-flight limit or ledger queue full) */
   struct event *partial_timer;
   sw_conn *next, *prev;
   sw_conn *peer_next;

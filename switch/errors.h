@@ -17,8 +17,8 @@ enum {
   SW_ERR_TRANSFER_NOT_FOUND = 3208,
   SW_ERR_TRANSFER_EXPIRED = 3303,
   SW_ERR_PAYER_GENERIC = 4000,
-  SW_ERR_PAYER_LIQUIDITY = 4001, /* payer's prefunded liquidity would be exceeded */
-  SW_ERR_PAYER_LIMIT = 4200,     /* payer's net debit cap would be exceeded */
+  SW_ERR_PAYER_LIQUIDITY = 4001,  /* payer's prefunded liquidity would be exceeded */
+  SW_ERR_PAYER_LIMIT = 4200,      /* payer's net debit cap would be exceeded */
   SW_ERR_PAYER_PERMISSION = 4300, /* payer suspended */
   SW_ERR_PAYEE_REJECTED = 5105,
   SW_ERR_PAYEE_PERMISSION = 5300, /* payee suspended */

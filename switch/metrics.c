@@ -24,48 +24,46 @@ static void metrics_cb(struct evhttp_request *req, void *arg) {
     return;
   ledger_queue_stats q = {0};
   sw_commit_stats(sw->commit, &q);
-  evbuffer_add_printf(out,
-                      "# HELP tuma_transfers_total Transfers by final outcome.\n"
-                      "# TYPE tuma_transfers_total counter\n"
-                      "tuma_transfers_total{outcome=\"committed\"} %llu\n"
-                      "tuma_transfers_total{outcome=\"aborted\"} %llu\n"
-                      "tuma_transfers_total{outcome=\"expired\"} %llu\n"
-                      "tuma_transfers_total{outcome=\"rejected\"} %llu\n"
-                      "# TYPE tuma_prepares_total counter\ntuma_prepares_total %llu\n"
-                      "# TYPE tuma_fulfils_total counter\ntuma_fulfils_total %llu\n"
-                      "# TYPE tuma_duplicates_total counter\ntuma_duplicates_total %llu\n"
-                      "# HELP tuma_transfers_in_flight Transfers reserved and not final.\n"
-                      "# TYPE tuma_transfers_in_flight gauge\ntuma_transfers_in_flight %zu\n"
-                      "# TYPE tuma_connections gauge\ntuma_connections %u\n"
-                      "# TYPE tuma_connections_accepted_total counter\n"
-                      "tuma_connections_accepted_total %llu\n"
-                      "# TYPE tuma_connections_refused_total counter\n"
-                      "tuma_connections_refused_total %llu\n"
-                      "# TYPE tuma_frames_total counter\n"
-                      "tuma_frames_total{direction=\"in\"} %llu\n"
-                      "tuma_frames_total{direction=\"out\"} %llu\n"
-                      "# TYPE tuma_frame_errors_total counter\ntuma_frame_errors_total %llu\n"
-                      "# HELP tuma_ledger_queue_events Events waiting for the ledger writer.\n"
-                      "# TYPE tuma_ledger_queue_events gauge\ntuma_ledger_queue_events %llu\n"
-                      "# TYPE tuma_ledger_batches_total counter\ntuma_ledger_batches_total %llu\n"
-                      "# TYPE tuma_ledger_events_total counter\ntuma_ledger_events_total %llu\n"
-                      "# HELP tuma_ledger_last_batch_events Size of the last committed batch.\n"
-                      "# TYPE tuma_ledger_last_batch_events gauge\n"
-                      "tuma_ledger_last_batch_events %llu\n"
-                      "# TYPE tuma_ledger_last_commit_seconds gauge\n"
-                      "tuma_ledger_last_commit_seconds %.6f\n",
-                      (unsigned long long)m->transfers_committed,
-                      (unsigned long long)m->transfers_aborted,
-                      (unsigned long long)m->transfers_expired,
-                      (unsigned long long)m->transfers_rejected, (unsigned long long)m->prepares,
-                      (unsigned long long)m->fulfils, (unsigned long long)m->duplicates,
-                      sw_transfers_in_flight(sw), sw->n_conns,
-                      (unsigned long long)m->connections_accepted,
-                      (unsigned long long)m->connections_refused,
-                      (unsigned long long)m->frames_in, (unsigned long long)m->frames_out,
-                      (unsigned long long)m->frame_errors, (unsigned long long)q.queued_events,
-                      (unsigned long long)q.batches, (unsigned long long)q.events,
-                      (unsigned long long)q.last_batch_events, (double)q.last_commit_ns / 1e9);
+  evbuffer_add_printf(
+      out,
+      "# HELP tuma_transfers_total Transfers by final outcome.\n"
+      "# TYPE tuma_transfers_total counter\n"
+      "tuma_transfers_total{outcome=\"committed\"} %llu\n"
+      "tuma_transfers_total{outcome=\"aborted\"} %llu\n"
+      "tuma_transfers_total{outcome=\"expired\"} %llu\n"
+      "tuma_transfers_total{outcome=\"rejected\"} %llu\n"
+      "# TYPE tuma_prepares_total counter\ntuma_prepares_total %llu\n"
+      "# TYPE tuma_fulfils_total counter\ntuma_fulfils_total %llu\n"
+      "# TYPE tuma_duplicates_total counter\ntuma_duplicates_total %llu\n"
+      "# HELP tuma_transfers_in_flight Transfers reserved and not final.\n"
+      "# TYPE tuma_transfers_in_flight gauge\ntuma_transfers_in_flight %zu\n"
+      "# TYPE tuma_connections gauge\ntuma_connections %u\n"
+      "# TYPE tuma_connections_accepted_total counter\n"
+      "tuma_connections_accepted_total %llu\n"
+      "# TYPE tuma_connections_refused_total counter\n"
+      "tuma_connections_refused_total %llu\n"
+      "# TYPE tuma_frames_total counter\n"
+      "tuma_frames_total{direction=\"in\"} %llu\n"
+      "tuma_frames_total{direction=\"out\"} %llu\n"
+      "# TYPE tuma_frame_errors_total counter\ntuma_frame_errors_total %llu\n"
+      "# HELP tuma_ledger_queue_events Events waiting for the ledger writer.\n"
+      "# TYPE tuma_ledger_queue_events gauge\ntuma_ledger_queue_events %llu\n"
+      "# TYPE tuma_ledger_batches_total counter\ntuma_ledger_batches_total %llu\n"
+      "# TYPE tuma_ledger_events_total counter\ntuma_ledger_events_total %llu\n"
+      "# HELP tuma_ledger_last_batch_events Size of the last committed batch.\n"
+      "# TYPE tuma_ledger_last_batch_events gauge\n"
+      "tuma_ledger_last_batch_events %llu\n"
+      "# TYPE tuma_ledger_last_commit_seconds gauge\n"
+      "tuma_ledger_last_commit_seconds %.6f\n",
+      (unsigned long long)m->transfers_committed, (unsigned long long)m->transfers_aborted,
+      (unsigned long long)m->transfers_expired, (unsigned long long)m->transfers_rejected,
+      (unsigned long long)m->prepares, (unsigned long long)m->fulfils,
+      (unsigned long long)m->duplicates, sw_transfers_in_flight(sw), sw->n_conns,
+      (unsigned long long)m->connections_accepted, (unsigned long long)m->connections_refused,
+      (unsigned long long)m->frames_in, (unsigned long long)m->frames_out,
+      (unsigned long long)m->frame_errors, (unsigned long long)q.queued_events,
+      (unsigned long long)q.batches, (unsigned long long)q.events,
+      (unsigned long long)q.last_batch_events, (double)q.last_commit_ns / 1e9);
   evbuffer_add_printf(out, "# HELP tuma_ledger_commit_seconds Ledger round trip of a request "
                            "(queue, batch, sync, back to the loop).\n"
                            "# TYPE tuma_ledger_commit_seconds histogram\n");

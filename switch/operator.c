@@ -3,8 +3,8 @@
  * once and then marks the request done (sw_conn_request_done). */
 #include <string.h>
 
-#include "daemon.h"
 #include "currency.h"
+#include "daemon.h"
 #include "errors.h"
 
 #define MAX_PARTIES_PER_REGISTER 1000
@@ -64,8 +64,8 @@ static void party_register(sw_conn *c, uint64_t corr, const Tuma__V1__PartyRegis
         match == SW_PARTY_MATCH_EXACT && owner.number != peer->p.number) {
       char masked[64];
       sw_mask(p->id, masked, sizeof masked);
-      sw_log(&c->sw->log, SW_LOG_WARN, "party.register_refused",
-             "peer=%s party=%s owner=%s", c->identity, masked, owner.id);
+      sw_log(&c->sw->log, SW_LOG_WARN, "party.register_refused", "peer=%s party=%s owner=%s",
+             c->identity, masked, owner.id);
       sw_conn_send_error(c, corr, SW_ERR_VALIDATION, "party registered by another participant");
       sw_conn_request_done(c);
       return;
@@ -73,8 +73,8 @@ static void party_register(sw_conn *c, uint64_t corr, const Tuma__V1__PartyRegis
   }
   int rc = sw_registry_put_parties(c->sw->registry, parties, m->n_parties, peer->p.id);
   if (rc) {
-    sw_log(&c->sw->log, SW_LOG_ERROR, "party.register_failed", "peer=%s error=\"%s\"",
-           c->identity, sw_registry_strerror(rc));
+    sw_log(&c->sw->log, SW_LOG_ERROR, "party.register_failed", "peer=%s error=\"%s\"", c->identity,
+           sw_registry_strerror(rc));
     sw_conn_send_error(c, corr, rc == SW_REGISTRY_E_INVAL ? SW_ERR_VALIDATION : SW_ERR_INTERNAL,
                        sw_registry_strerror(rc));
     sw_conn_request_done(c);
@@ -121,14 +121,24 @@ static void party_lookup(sw_conn *c, uint64_t corr, const Tuma__V1__PartyLookup 
 void sw_operator_dispatch(sw_conn *c, Tuma__V1__Envelope *env) {
   uint64_t corr = env->correlation_id;
   switch (env->body_case) {
-  case TUMA__V1__ENVELOPE__BODY_HELLO: hello(c, corr, env->hello); break;
-  case TUMA__V1__ENVELOPE__BODY_PARTY_REGISTER: party_register(c, corr, env->party_register); break;
-  case TUMA__V1__ENVELOPE__BODY_PARTY_LOOKUP: party_lookup(c, corr, env->party_lookup); break;
+  case TUMA__V1__ENVELOPE__BODY_HELLO:
+    hello(c, corr, env->hello);
+    break;
+  case TUMA__V1__ENVELOPE__BODY_PARTY_REGISTER:
+    party_register(c, corr, env->party_register);
+    break;
+  case TUMA__V1__ENVELOPE__BODY_PARTY_LOOKUP:
+    party_lookup(c, corr, env->party_lookup);
+    break;
   case TUMA__V1__ENVELOPE__BODY_TRANSFER_PREPARE:
     sw_transfer_prepare(c, corr, env->transfer_prepare);
     break;
-  case TUMA__V1__ENVELOPE__BODY_TRANSFER_FULFIL: sw_transfer_fulfil(c, corr, env->transfer_fulfil); break;
-  case TUMA__V1__ENVELOPE__BODY_TRANSFER_QUERY: sw_transfer_query(c, corr, env->transfer_query); break;
+  case TUMA__V1__ENVELOPE__BODY_TRANSFER_FULFIL:
+    sw_transfer_fulfil(c, corr, env->transfer_fulfil);
+    break;
+  case TUMA__V1__ENVELOPE__BODY_TRANSFER_QUERY:
+    sw_transfer_query(c, corr, env->transfer_query);
+    break;
   case TUMA__V1__ENVELOPE__BODY_PING: {
     Tuma__V1__Envelope out = TUMA__V1__ENVELOPE__INIT;
     Tuma__V1__Pong pong = TUMA__V1__PONG__INIT;

@@ -28,8 +28,8 @@
 
 #define OUTPUT_HIGH_WATER (8u << 20) /* a payee with this much unsent is congested */
 
-static void operator_accept_cb(struct evconnlistener *lst, evutil_socket_t fd,
-                               struct sockaddr *sa, int salen, void *arg);
+static void operator_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
+                               int salen, void *arg);
 static void admin_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
                             int salen, void *arg);
 static void read_cb(struct bufferevent *bev, void *arg);
@@ -109,10 +109,10 @@ static struct evconnlistener *listen_on(sw_switch *sw, const sw_config_addr *add
     sw_log(&sw->log, SW_LOG_ERROR, "listen.failed", "addr=%s reason=\"bad address\"", hostport);
     return NULL;
   }
-  struct evconnlistener *lst = evconnlistener_new_bind(
-      sw->base, admin ? admin_accept_cb : operator_accept_cb, sw,
-      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 512,
-      (struct sockaddr *)&ss, len);
+  struct evconnlistener *lst =
+      evconnlistener_new_bind(sw->base, admin ? admin_accept_cb : operator_accept_cb, sw,
+                              LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+                              512, (struct sockaddr *)&ss, len);
   if (!lst) {
     sw_log(&sw->log, SW_LOG_ERROR, "listen.failed", "addr=%s reason=\"%s\"", hostport,
            strerror(errno));
@@ -307,8 +307,8 @@ static void conn_accept(sw_switch *sw, evutil_socket_t fd, struct sockaddr *sa, 
   sw->metrics.connections_accepted++;
 }
 
-static void operator_accept_cb(struct evconnlistener *lst, evutil_socket_t fd,
-                               struct sockaddr *sa, int salen, void *arg) {
+static void operator_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
+                               int salen, void *arg) {
   (void)lst;
   (void)salen;
   conn_accept(arg, fd, sa, 0);
@@ -323,9 +323,9 @@ static void admin_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, stru
 
 /* Sends an error and closes once it is written. */
 static void conn_refuse(sw_conn *c, unsigned code, const char *reason) {
-  sw_log(&c->sw->log, SW_LOG_WARN, "conn.refused", "conn=%llu addr=%s peer=%s role=%s reason=\"%s\"",
-         (unsigned long long)c->id, c->addr, c->identity[0] ? c->identity : "-",
-         c->role[0] ? c->role : "-", reason);
+  sw_log(&c->sw->log, SW_LOG_WARN, "conn.refused",
+         "conn=%llu addr=%s peer=%s role=%s reason=\"%s\"", (unsigned long long)c->id, c->addr,
+         c->identity[0] ? c->identity : "-", c->role[0] ? c->role : "-", reason);
   c->sw->metrics.connections_refused++;
   if (c->admin) {
     Tuma__V1__AdminEnvelope env = TUMA__V1__ADMIN_ENVELOPE__INIT;
@@ -540,8 +540,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
       long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
       X509 *peer = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
       const char *why = vr != X509_V_OK ? X509_verify_cert_error_string(vr)
-                        : !peer                ? "no usable client certificate"
-                                               : "protocol error";
+                        : !peer         ? "no usable client certificate"
+                                        : "protocol error";
       c->sw->metrics.connections_refused++;
       sw_log(&c->sw->log, SW_LOG_WARN, "conn.refused",
              "conn=%llu addr=%s reason=\"TLS handshake failed: %s\" openssl=\"%s\"",
@@ -568,9 +568,8 @@ void sw_server_close_all(sw_switch *sw) {
 
 /* ---------------------------------------------------------------- sending */
 
-static int send_frame(sw_conn *c, size_t size, int (*encode)(const void *, uint8_t *, size_t,
-                                                             size_t *),
-                      const void *env) {
+static int send_frame(sw_conn *c, size_t size,
+                      int (*encode)(const void *, uint8_t *, size_t, size_t *), const void *env) {
   struct evbuffer *out = bufferevent_get_output(c->bev);
   struct evbuffer_iovec vec;
   if (evbuffer_reserve_space(out, (ssize_t)size, &vec, 1) != 1 || vec.iov_len < size)

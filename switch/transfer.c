@@ -169,15 +169,17 @@ static Tuma__V1__TransferState wire_state(int final_state) {
   switch (final_state) {
   case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED:
   case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_ABORTED:
-  case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_EXPIRED: return final_state;
-  default: return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_RESERVED;
+  case TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_EXPIRED:
+    return final_state;
+  default:
+    return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_RESERVED;
   }
 }
 
 /* Sends a TransferResult on connection conn_id (if still there); `done` marks the request
  * answered. completed_ms: when the outcome happened (0 for a transfer still reserved). */
-static void send_result_at(sw_switch *sw, uint64_t conn_id, uint64_t corr, ledger_id id,
-                           int state, unsigned code, const uint8_t *fulfilment, int done,
+static void send_result_at(sw_switch *sw, uint64_t conn_id, uint64_t corr, ledger_id id, int state,
+                           unsigned code, const uint8_t *fulfilment, int done,
                            uint64_t completed_ms) {
   sw_conn *c = conn_id ? sw_conn_find(sw, conn_id) : NULL;
   if (!c)
@@ -224,36 +226,25 @@ static void refuse(sw_conn *c, uint64_t corr, ledger_id id, unsigned code) {
 
 /* ---------------------------------------------------------------- ledger legs */
 
-static ledger_event leg(ledger_id id, ledger_id debit, ledger_id credit, uint64_t amount,
-                        uint32_t ledger_no, uint16_t code, uint16_t flags) {
-  ledger_event ev;
-  memset(&ev, 0, sizeof ev);
-  ev.kind = LEDGER_EVENT_CREATE_TRANSFER;
-  ev.transfer.id = id;
-  ev.transfer.debit_account_id = debit;
-  ev.transfer.credit_account_id = credit;
-  ev.transfer.amount = amount;
-  ev.transfer.ledger = ledger_no;
-  ev.transfer.code = code;
-  ev.transfer.flags = flags;
-  return ev;
+static ledger_id bytes16_id(const uint8_t *b) {
+  return sw_id_from_bytes(b);
 }
-
-static ledger_id bytes16_id(const uint8_t *b) { return sw_id_from_bytes(b); }
 
 static void reserve_events(const sw_transfer *t, uint64_t now_ms, ledger_event ev[2]) {
   uint64_t remaining_ms = t->expiration_ms > now_ms ? t->expiration_ms - now_ms : 0;
   uint32_t timeout_s = (uint32_t)((remaining_ms + 999) / 1000) + 1; /* the ledger's backstop */
-  ev[0] = leg(t->id, sw_account_id(t->payer, t->ledger_no, SW_ACCOUNT_LIQUIDITY),
-              sw_account_id(t->payee, t->ledger_no, SW_ACCOUNT_LIQUIDITY), t->amount, t->ledger_no,
-              SW_CODE_PAYMENT, LEDGER_TRANSFER_PENDING | LEDGER_TRANSFER_LINKED);
+  ev[0] = sw_transfer_event(t->id, sw_account_id(t->payer, t->ledger_no, SW_ACCOUNT_LIQUIDITY),
+                            sw_account_id(t->payee, t->ledger_no, SW_ACCOUNT_LIQUIDITY), t->amount,
+                            t->ledger_no, SW_CODE_PAYMENT,
+                            LEDGER_TRANSFER_PENDING | LEDGER_TRANSFER_LINKED);
   ev[0].transfer.timeout = timeout_s;
   ev[0].transfer.user_data_128 = bytes16_id(t->digest);
   ev[0].transfer.user_data_64 = t->expiration_ms;
   ev[0].transfer.user_data_32 = t->condition_len ? 1 : 0;
-  ev[1] = leg(sw_derive_id("tuma-ndc", t->id), sw_account_id(t->payer, t->ledger_no, SW_ACCOUNT_NDC),
-              sw_account_id(t->payee, t->ledger_no, SW_ACCOUNT_NDC), t->amount, t->ledger_no,
-              SW_CODE_PAYMENT_NDC, LEDGER_TRANSFER_PENDING);
+  ev[1] = sw_transfer_event(sw_derive_id("tuma-ndc", t->id),
+                            sw_account_id(t->payer, t->ledger_no, SW_ACCOUNT_NDC),
+                            sw_account_id(t->payee, t->ledger_no, SW_ACCOUNT_NDC), t->amount,
+                            t->ledger_no, SW_CODE_PAYMENT_NDC, LEDGER_TRANSFER_PENDING);
   ev[1].transfer.timeout = timeout_s;
   if (t->condition_len)
     ev[1].transfer.user_data_128 = bytes16_id(t->condition);
@@ -266,12 +257,12 @@ static void resolve_events(const sw_transfer *t, int post, unsigned code, ledger
   uint16_t f = post ? LEDGER_TRANSFER_POST_PENDING : LEDGER_TRANSFER_VOID_PENDING;
   ledger_id ndc = sw_derive_id("tuma-ndc", t->id);
   ledger_id zero = {0, 0};
-  ev[0] = leg(sw_derive_id(post ? "tuma-post" : "tuma-void", t->id), zero, zero, 0, 0,
-              SW_CODE_PAYMENT, f | LEDGER_TRANSFER_LINKED);
+  ev[0] = sw_transfer_event(sw_derive_id(post ? "tuma-post" : "tuma-void", t->id), zero, zero, 0, 0,
+                            SW_CODE_PAYMENT, f | LEDGER_TRANSFER_LINKED);
   ev[0].transfer.pending_id = t->id;
   ev[0].transfer.user_data_32 = post ? 0 : code;
-  ev[1] = leg(sw_derive_id(post ? "tuma-post-ndc" : "tuma-void-ndc", t->id), zero, zero, 0, 0,
-              SW_CODE_PAYMENT_NDC, f);
+  ev[1] = sw_transfer_event(sw_derive_id(post ? "tuma-post-ndc" : "tuma-void-ndc", t->id), zero,
+                            zero, 0, 0, SW_CODE_PAYMENT_NDC, f);
   ev[1].transfer.pending_id = ndc;
 }
 
@@ -281,10 +272,10 @@ static void resolve_events(const sw_transfer *t, int post, unsigned code, ledger
  * reserved (counted apart from aborts). */
 static void finish(sw_transfer *t, int final_state, unsigned code, int rejected) {
   sw_switch *sw = t->sw;
-  const uint8_t *ful = final_state == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED &&
-                               t->has_fulfilment
-                           ? t->fulfilment
-                           : NULL;
+  const uint8_t *ful =
+      final_state == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED && t->has_fulfilment
+          ? t->fulfilment
+          : NULL;
   /* The request that asked is answered on its connection. If that connection is gone (or the
    * transfer was recovered after a restart), a live connection of the operator is told with
    * correlation 0, so an operator that reconnected still hears the outcome. */
@@ -352,7 +343,8 @@ static void resolve_done_cb(int status, const ledger_result *r, size_t n, void *
   sw_transfer *t = arg;
   sw_switch *sw = t->sw;
   if (status) { /* nothing committed: still reserved; retry (expiry) or let the payee resend */
-    sw_log(&sw->log, SW_LOG_ERROR, "ledger.failed", "op=resolve status=%s", ledger_strerror(status));
+    sw_log(&sw->log, SW_LOG_ERROR, "ledger.failed", "op=resolve status=%s",
+           ledger_strerror(status));
     int was = t->state;
     t->state = T_RESERVED;
     if (was == T_COMMITTING || was == T_ABORTING) {
@@ -467,7 +459,8 @@ static void reserve_done_cb(int status, const ledger_result *r, size_t n, void *
   sw_transfer *t = arg;
   sw_switch *sw = t->sw;
   if (status) {
-    sw_log(&sw->log, SW_LOG_ERROR, "ledger.failed", "op=reserve status=%s", ledger_strerror(status));
+    sw_log(&sw->log, SW_LOG_ERROR, "ledger.failed", "op=reserve status=%s",
+           ledger_strerror(status));
     finish(t, TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_ABORTED,
            status == LEDGER_E_FULL ? SW_ERR_UNAVAILABLE : SW_ERR_INTERNAL, 1);
     return;
@@ -561,7 +554,8 @@ static int ledger_state_of(sw_switch *sw, ledger_id id, unsigned *code, uint64_t
     return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_UNSPECIFIED;
   *completed_ms = resolved_ts / 1000000; /* ledger timestamps are nanoseconds */
   switch (st) {
-  case LEDGER_PENDING_POSTED: return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED;
+  case LEDGER_PENDING_POSTED:
+    return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED;
   case LEDGER_PENDING_VOIDED: {
     ledger_transfer v;
     *code = 5100;
@@ -574,7 +568,8 @@ static int ledger_state_of(sw_switch *sw, ledger_id id, unsigned *code, uint64_t
   case LEDGER_PENDING_EXPIRED:
     *code = SW_ERR_TRANSFER_EXPIRED;
     return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_EXPIRED;
-  default: return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_RESERVED;
+  default:
+    return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_RESERVED;
   }
 }
 
@@ -641,8 +636,8 @@ void sw_transfer_prepare(sw_conn *c, uint64_t corr, const Tuma__V1__TransferPrep
 
   if (sw_currency_by_code(m->amount->currency, &cur) || !peer_has_currency(payer, cur.numeric) ||
       m->expiration_ms <= now || m->expiration_ms > now + sw->cfg->max_expiry_ms ||
-      (m->condition.len != 0 && m->condition.len != 32) ||
-      (m->payee && !party_valid(m->payee)) || (m->payer && !party_valid(m->payer)) ||
+      (m->condition.len != 0 && m->condition.len != 32) || (m->payee && !party_valid(m->payee)) ||
+      (m->payer && !party_valid(m->payer)) ||
       (m->reference && strlen(m->reference) > MAX_REFERENCE)) {
     refuse(c, corr, id, SW_ERR_VALIDATION);
     return;

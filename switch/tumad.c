@@ -48,7 +48,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   event_base_once(sw->base, -1, EV_TIMEOUT, stop_now_cb, sw, &grace);
 }
 
-static void space_cb(void *arg) { sw_server_unblock(arg); }
+static void space_cb(void *arg) {
+  sw_server_unblock(arg);
+}
 
 static int open_stores(sw_switch *sw, const sw_config *cfg) {
   char path[4096];
