@@ -182,6 +182,21 @@ static cache_slot *cache_get(batch *b, ledger_id id) {
   return s;
 }
 
+/* Starts loading the cache index entries and slots of the accounts an event will touch, 8
+ * events ahead of it, so that its lookups hit the CPU cache (10k accounts do not fit it).
+ * Hints only: the index entry read here is usually cached by the previous events already. */
+static void cache_prefetch(const ledger *l, const ledger_event *ev) {
+  if (ev->kind != LEDGER_EVENT_CREATE_TRANSFER)
+    return;
+  const ledger_id ids[2] = {ev->transfer.debit_account_id, ev->transfer.credit_account_id};
+  for (int k = 0; k < 2; k++) {
+    const uint32_t *entry = &l->index[cache_hash(ids[k])];
+    __builtin_prefetch(entry);
+    if (*entry)
+      __builtin_prefetch(&l->slots[*entry - 1]);
+  }
+}
+
 /* Marks a slot as about to change: saved for undo inside a chain, listed for write-back. */
 static void cache_will_change(ledger *l, cache_slot *s) {
   uint32_t slot = (uint32_t)(s - l->slots);
@@ -923,6 +938,8 @@ static int apply_events(batch *b, const ledger_event *events, ledger_result *res
   uint64_t ts0 = base + l->expired_n;
   size_t i = 0;
   while (i < n && !b->err) {
+    if (i + 8 < n)
+      cache_prefetch(l, &events[i + 8]);
     if (!event_is_linked(&events[i])) {
       results[i] = apply_event(b, &events[i], ts0 + i);
       remember_failure(b, &events[i], results[i]);
