@@ -30,14 +30,13 @@ int bench_fsync_main(int argc, char **argv);
  * "--name=VALUE". On a match, *value points into argv (borrowed) and *i is advanced to the
  * option's last word; returns 1. Returns 0 for any other word, and -1, after printing an
  * error naming `cmd`, when the value is missing. */
-int bench_opt(int argc, char **argv, int *i, const char *cmd, const char *name,
-              const char **value);
+int bench_opt(int argc, char **argv, int *i, const char *cmd, const char *name, const char **value);
 
 /* Parses `text` as a whole decimal number in [min, max] into *out: digits only (no sign, no
  * spaces, no suffix), no overflow. On failure prints "tuma-bench <cmd>: <name>: …" to stderr
  * and returns -1, leaving *out unchanged. */
-int bench_parse_u64(const char *cmd, const char *name, const char *text, uint64_t min,
-                    uint64_t max, uint64_t *out);
+int bench_parse_u64(const char *cmd, const char *name, const char *text, uint64_t min, uint64_t max,
+                    uint64_t *out);
 
 /* --- scratch directories (bench_scratch.c) --- */
 

@@ -29,8 +29,8 @@ int bench_opt(int argc, char **argv, int *i, const char *cmd, const char *name,
   return 1;
 }
 
-int bench_parse_u64(const char *cmd, const char *name, const char *text, uint64_t min,
-                    uint64_t max, uint64_t *out) {
+int bench_parse_u64(const char *cmd, const char *name, const char *text, uint64_t min, uint64_t max,
+                    uint64_t *out) {
   /* strtoull alone would accept " 12", "+12", "-1" (as 2^64 - 1) and "12abc". */
   int ok = text[0] >= '0' && text[0] <= '9';
   unsigned long long v = 0;
@@ -41,8 +41,8 @@ int bench_parse_u64(const char *cmd, const char *name, const char *text, uint64_
     ok = end != text && *end == '\0' && (errno == 0 || errno == ERANGE);
   }
   if (ok && errno == ERANGE) {
-    fprintf(stderr, "tuma-bench %s: %s: %s is out of range [%" PRIu64 ", %" PRIu64 "]\n", cmd,
-            name, text, min, max);
+    fprintf(stderr, "tuma-bench %s: %s: %s is out of range [%" PRIu64 ", %" PRIu64 "]\n", cmd, name,
+            text, min, max);
     return -1;
   }
   if (!ok) {
@@ -50,8 +50,8 @@ int bench_parse_u64(const char *cmd, const char *name, const char *text, uint64_
     return -1;
   }
   if (v < min || v > max) {
-    fprintf(stderr, "tuma-bench %s: %s: %s is out of range [%" PRIu64 ", %" PRIu64 "]\n", cmd,
-            name, text, min, max);
+    fprintf(stderr, "tuma-bench %s: %s: %s is out of range [%" PRIu64 ", %" PRIu64 "]\n", cmd, name,
+            text, min, max);
     return -1;
   }
   *out = (uint64_t)v;

@@ -85,8 +85,9 @@ static int fsync_parse(int argc, char **argv, fsync_opts *o) {
   }
   /* Page 0 is the meta page; the data pages are drawn from the others. */
   if (o->pages > 1 && o->span_mb * (1024 * 1024 / BENCH_FSYNC_PAGE) < 2 * (o->pages + 1)) {
-    fprintf(stderr, "tuma-bench fsync: --span-mb %" PRIu64 " is too small for --pages %" PRIu64
-                    "\n", o->span_mb, o->pages);
+    fprintf(stderr,
+            "tuma-bench fsync: --span-mb %" PRIu64 " is too small for --pages %" PRIu64 "\n",
+            o->span_mb, o->pages);
     return BENCH_EXIT_USAGE;
   }
   if (span_set && o->pages == 1) {
@@ -245,8 +246,7 @@ int bench_fsync_main(int argc, char **argv) {
   } else {
     printf("tuma-bench fsync: %" PRIu64 " x (%" PRIu64 " x pwrite 4 KiB + fdatasync%s) in %s\n",
            o.count, o.pages, o.meta ? " + O_DSYNC pwrite of page 0" : "", base);
-    printf("  rate        %.0f rounds/s = %.0f syncs/s  (%.3f s)\n", rate, rate * syncs,
-           seconds);
+    printf("  rate        %.0f rounds/s = %.0f syncs/s  (%.3f s)\n", rate, rate * syncs, seconds);
     printf("  latency     p50 %.3f ms  p99 %.3f ms  max %.3f ms\n", p50, p99, mx);
     if (other >= 0)
       printf("  others      %.0f%% of one core during the run\n", other);

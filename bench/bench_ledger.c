@@ -392,8 +392,8 @@ static void print_json(const lb_opts *o, const lb_result *res, const char *base)
   bench_samples s = res->batch_ns; /* sorted by the caller */
   char b1[48], b2[48], b3[48], b4[48];
   printf("{\"bench\":\"ledger\",\"durable\":%s,\"accounts\":%" PRIu64 ",\"batch\":%" PRIu64
-         ",\"hot_accounts\":%" PRIu64 ",\"hot_percent\":%" PRIu64
-         ",\"two_phase_percent\":%" PRIu64 ",\"ids\":\"%s\",\"seed\":%" PRIu64,
+         ",\"hot_accounts\":%" PRIu64 ",\"hot_percent\":%" PRIu64 ",\"two_phase_percent\":%" PRIu64
+         ",\"ids\":\"%s\",\"seed\":%" PRIu64,
          o->nosync ? "false" : "true", o->accounts, o->batch, o->hot_accounts, o->hot_percent,
          o->two_phase_percent, o->ids_random ? "random" : "time", o->seed);
   printf(",\"setup_seconds\":%.3f,\"transfers\":%" PRIu64 ",\"events\":%" PRIu64
@@ -426,8 +426,7 @@ static void print_json(const lb_opts *o, const lb_result *res, const char *base)
          u128_str(res->totals.credits_pending, b4, sizeof b4));
   printf(",\"journal_seq\":%" PRIu64 ",\"db_bytes\":%" PRIu64 ",\"db_alloc_bytes\":%" PRIu64
          ",\"cpu_self_seconds\":%.3f,\"cpu_other_pct\":%.1f,\"tmpdir\":",
-         res->journal_seq, res->db_bytes, res->db_alloc_bytes, res->cpu_self_s,
-         res->cpu_other_pct);
+         res->journal_seq, res->db_bytes, res->db_alloc_bytes, res->cpu_self_s, res->cpu_other_pct);
   bench_json_str(stdout, base);
   printf("}\n");
 }
@@ -440,8 +439,7 @@ static void print_table(const lb_opts *o, const lb_result *res, const char *base
          o->accounts, o->transfers, o->batch, o->ids_random ? "random" : "time",
          o->nosync ? "UNSAFE NOSYNC (not durable)" : "durable (sync on every commit)");
   if (o->hot_percent)
-    printf("  hot              %" PRIu64 "%% of each side from the first %" PRIu64
-           " accounts\n",
+    printf("  hot              %" PRIu64 "%% of each side from the first %" PRIu64 " accounts\n",
            o->hot_percent, o->hot_accounts);
   if (o->two_phase_percent)
     printf("  two-phase        %" PRIu64 "%%: %" PRIu64
@@ -483,7 +481,10 @@ static void print_table(const lb_opts *o, const lb_result *res, const char *base
 }
 
 int bench_ledger_main(int argc, char **argv) {
-  lb_opts o = {.accounts = 10000, .transfers = 2000000, .batch = LEDGER_BATCH_MAX, .seed = 1,
+  lb_opts o = {.accounts = 10000,
+               .transfers = 2000000,
+               .batch = LEDGER_BATCH_MAX,
+               .seed = 1,
                .segment = 500000};
   int rc = ledger_parse(argc, argv, &o);
   if (rc < 0)
@@ -569,8 +570,7 @@ int bench_ledger_main(int argc, char **argv) {
     print_json(&o, &res, base);
   else
     print_table(&o, &res, base);
-  status = res.errors == 0 && res.invariants_ok && res.totals_ok ? BENCH_EXIT_OK
-                                                                 : BENCH_EXIT_FAIL;
+  status = res.errors == 0 && res.invariants_ok && res.totals_ok ? BENCH_EXIT_OK : BENCH_EXIT_FAIL;
 
 out:
   if (res.interrupted) {

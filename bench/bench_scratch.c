@@ -16,10 +16,10 @@
 
 /* What a walk does at each entry. */
 typedef struct walk_ctx {
-  int remove;         /* unlink files and rmdir directories (after their contents) */
-  uint64_t apparent;  /* sizes of regular files, when not removing */
+  int remove;        /* unlink files and rmdir directories (after their contents) */
+  uint64_t apparent; /* sizes of regular files, when not removing */
   uint64_t allocated;
-  int first_errno;    /* the first failure, 0 if none */
+  int first_errno; /* the first failure, 0 if none */
 } walk_ctx;
 
 static void walk_fail(walk_ctx *w) {

@@ -15,7 +15,9 @@ static uint64_t splitmix64(uint64_t *x) {
   return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 void bench_rng_seed(bench_rng *r, uint64_t seed) {
   uint64_t x = seed;
@@ -74,7 +76,9 @@ void bench_cpu_sample(bench_cpu *out) {
   out->machine_ok = out->machine_s >= 0;
 }
 
-double bench_cpu_self_s(const bench_cpu *a, const bench_cpu *b) { return b->self_s - a->self_s; }
+double bench_cpu_self_s(const bench_cpu *a, const bench_cpu *b) {
+  return b->self_s - a->self_s;
+}
 
 double bench_cpu_other_pct(const bench_cpu *a, const bench_cpu *b) {
   double wall = (double)(b->wall_ns - a->wall_ns) / 1e9;
