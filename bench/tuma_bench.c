@@ -26,7 +26,7 @@ typedef struct bench_command {
 int bench_switch_main(int argc, char **argv); /* bench_switch.c */
 
 static const bench_command bench_commands[] = {
-    {"ledger", bench_ledger_main, "durable ledger throughput: transfers in batches of ledger_apply()"},
+    {"ledger", bench_ledger_main, "durable ledger: batches of transfers via ledger_apply()"},
     {"fsync", bench_fsync_main, "raw write + fdatasync rate of one 4 KiB page"},
     {"switch", bench_switch_main, "tumad end to end: two-phase transfers over mTLS, durable"},
 };
