@@ -128,6 +128,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 if ! as_pg test -w "$work"; then
   echo "peer_postgres.sh: $work is not writable by the cluster's user (try --tmpdir /tmp)" >&2

@@ -91,6 +91,8 @@ tmp=$(mktemp -d "$tmpbase/tuma-bench-run.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 fs=$(df -T "$tmpbase" | awk 'NR == 2 { print $2 " on " $1 }')
