@@ -713,9 +713,11 @@ typedef void (*dis_wrap_fn)(Tuma__V1__AdminEnvelope *req, Tuma__V1__FileChunk *c
                             void *arg);
 
 /* Sends df in chunks of chunk_bytes, each wrapped by wrap. Every chunk but the last must be
- * answered with an ok AdminResult; the last one's reply is handed back in *last_reply (the
- * caller's). The bytes sent are hashed again and compared with the first pass, so a file that
- * changed meanwhile is caught before its last chunk goes. CLI_EXIT_FAIL after a message. */
+ * answered with an ok AdminResult; the last one's reply (or an earlier reply that is not an
+ * AdminResult: the switch's result after it refused the file midway) is handed back in
+ * *last_reply (the caller's). The bytes sent are hashed again and compared with the first pass, so
+ * a file that changed meanwhile is caught before its last chunk goes. CLI_EXIT_FAIL after a
+ * message. */
 static int dis_upload(const dis_args *a, admin_client *c, dis_file *df, size_t chunk_bytes,
                       dis_wrap_fn wrap, void *arg, Tuma__V1__AdminEnvelope **last_reply) {
   *last_reply = NULL;
@@ -766,7 +768,9 @@ static int dis_upload(const dis_args *a, admin_client *c, dis_file *df, size_t c
     Tuma__V1__AdminEnvelope *reply = NULL;
     if (dis_call(a, c, &req, &reply) != 0)
       goto done;
-    if (last) {
+    /* The final answer may come early: the switch stops reading a file once it has refused it
+     * (and answers that chunk with the result instead of an AdminResult). */
+    if (last || reply->body_case != TUMA__V1__ADMIN_ENVELOPE__BODY_ADMIN_RESULT) {
       *last_reply = reply;
       rc = 0;
       goto done;
