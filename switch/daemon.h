@@ -58,6 +58,7 @@ struct sw_switch {
   uint64_t next_conn_id;
   uint64_t next_correlation; /* ids of messages the switch initiates: top bit set */
   struct sw_transfers *transfers;
+  struct sw_disburse *disburse; /* disburse.h */
   sw_conn *blocked; /* connections waiting for room in the ledger queue (sw_conn.blocked_next) */
   sw_metrics metrics;
   int stopping;

@@ -54,7 +54,7 @@ typedef struct sw_upload {
   size_t n_listed;
   int failed;       /* the file cannot be accepted: fail_text says why */
   unsigned fail_code;
-  char fail_text[200];
+  char fail_text[160];
   int store_failed; /* a store write failed: the upload is aborted */
 } sw_upload;
 
@@ -767,7 +767,7 @@ static void upload_fail(sw_upload *u, unsigned code, const char *text) {
     return;
   u->failed = 1;
   u->fail_code = code;
-  snprintf(u->fail_text, sizeof u->fail_text, "%s", text);
+  snprintf(u->fail_text, sizeof u->fail_text, "%.159s", text);
 }
 
 /* Feeds one chunk's bytes, validating and storing their rows in one transaction. */
@@ -1462,7 +1462,10 @@ static void batch_reach(sw_conn *c, uint64_t corr, const Tuma__V1__BatchReachQue
 
 int sw_disburse_dispatch(sw_conn *c, Tuma__V1__AdminEnvelope *env) {
   uint64_t corr = env->correlation_id;
-  if (!c->sw->disburse) {
+  if (env->body_case < TUMA__V1__ADMIN_ENVELOPE__BODY_PROGRAMME_CREATE ||
+      env->body_case > TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_REACH)
+    return -1;
+  if (!c->sw->disburse || !c->sw->commit || !c->sw->disburse->tick) {
     sw_disburse_reply(c->sw, c->id, corr, SW_ERR_UNAVAILABLE, "disbursements are not running");
     return 0;
   }
@@ -1572,6 +1575,17 @@ int sw_disburse_open(sw_switch *sw) {
     return -1;
   }
   return 0;
+}
+
+void sw_disburse_stop(sw_switch *sw) {
+  sw_disburse *d = sw->disburse;
+  if (!d)
+    return;
+  if (d->tick) {
+    event_free(d->tick);
+    d->tick = NULL;
+  }
+  sw_payout_flush(d);
 }
 
 void sw_disburse_close(sw_switch *sw) {

@@ -25,7 +25,11 @@ typedef struct sw_disburse sw_disburse;
  * before the listeners open. 0 or -1 (logged). */
 int sw_disburse_open(sw_switch *sw);
 
-/* Stops timers and frees memory; runs in progress resume at the next start. Accepts a switch
+/* Stops starting anything (the tick) and writes the statuses: call before the ledger writer
+ * stops. Accepts a switch whose disbursements were never opened. */
+void sw_disburse_stop(sw_switch *sw);
+
+/* Frees everything (after sw_transfers_free: in-flight items are dropped); runs in progress resume at the next start. Accepts a switch
  * whose disbursements were never opened. */
 void sw_disburse_close(sw_switch *sw);
 

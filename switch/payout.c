@@ -91,19 +91,14 @@ static void run_free(sw_disburse *d, sw_run *r);
 
 static ledger_id item_base(uint32_t programme, uint32_t cycle, const uint8_t token[32],
                            const char *tag, unsigned attempt) {
-  uint8_t buf[64], md[32];
-  size_t n = 0;
-  memcpy(buf, tag, strlen(tag));
-  n = strlen(tag);
+  uint8_t buf[96], md[32];
+  size_t n = strlen(tag); /* the tags are short literals */
+  memcpy(buf, tag, n);
   memcpy(buf + n, &programme, 4);
   memcpy(buf + n + 4, &cycle, 4);
   buf[n + 8] = (uint8_t)attempt;
-  n += 9;
-  SHA256_CTX ctx;
-  SHA256_Init(&ctx);
-  SHA256_Update(&ctx, buf, n);
-  SHA256_Update(&ctx, token, 32);
-  SHA256_Final(md, &ctx);
+  memcpy(buf + n + 9, token, 32);
+  SHA256(buf, n + 41, md);
   uint64_t lo = 0;
   for (int i = 0; i < 8; i++)
     lo = lo << 8 | md[i];
@@ -285,6 +280,8 @@ static void item_done_cb(ledger_id id, int final_state, unsigned code, uint64_t 
   sw_run *r = ctx->run;
   uint32_t i = ctx->index;
   free(ctx);
+  if (final_state == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_UNSPECIFIED)
+    return; /* the switch stops with the item in flight: it resumes at the next start */
   r->in_flight--;
   if (final_state == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED) {
     item_final(r, i, SW_ITEM_PAID, 0, completed_ms);
@@ -320,14 +317,13 @@ static int item_start(sw_run *r, sw_dstore_txn *t, uint32_t i) {
   tr.ledger_no = r->prog.currency;
   tr.amount = rec.amount;
   tr.expiration_ms = sw_now_ms() + r->d->item_expiry_ms;
-  SHA256_CTX h;
-  SHA256_Init(&h);
-  SHA256_Update(&h, "tuma-disburse", 13);
-  SHA256_Update(&h, &tr.id, sizeof tr.id);
-  SHA256_Update(&h, &rec.amount, sizeof rec.amount);
-  SHA256_Update(&h, &rec.operator_no, sizeof rec.operator_no);
-  SHA256_Update(&h, rec.msisdn, strlen(rec.msisdn));
-  SHA256_Final(tr.digest, &h);
+  uint8_t dbuf[13 + 16 + 8 + 4 + 16];
+  memcpy(dbuf, "tuma-disburse", 13);
+  memcpy(dbuf + 13, &tr.id, 16);
+  memcpy(dbuf + 29, &rec.amount, 8);
+  memcpy(dbuf + 37, &rec.operator_no, 4);
+  memcpy(dbuf + 41, rec.msisdn, 16);
+  SHA256(dbuf, sizeof dbuf, tr.digest);
   tr.payee_party_type = SW_PARTY_MSISDN;
   tr.payee_party_id = rec.msisdn;
   tr.reference = rec.reference;

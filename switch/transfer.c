@@ -160,6 +160,8 @@ void sw_transfers_free(sw_switch *sw) {
   for (size_t i = 0; i < tt->nbuckets; i++)
     for (sw_transfer *t = tt->buckets[i], *next; t; t = next) {
       next = t->hnext;
+      if (t->done_cb) /* an internal transfer's watcher learns it will not hear more */
+        t->done_cb(t->id, TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_UNSPECIFIED, 0, 0, t->done_arg);
       transfer_free(t);
     }
   free(tt->buckets);
