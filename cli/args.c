@@ -185,3 +185,221 @@ int cli_new_id(uint8_t out[16]) {
   out[8] = (uint8_t)(0x80 | (out[8] & 0x3f));
   return 0;
 }
+
+char *cli_mask_beneficiary(const char *id, char *out, size_t cap) {
+  size_t n = strlen(id);
+  if (cap == 0)
+    return out;
+  size_t k = 0;
+  for (; k < n && k + 1 < cap; k++) {
+    int keep = n >= 8 && (k < 3 || k >= n - 2);
+    out[k] = keep ? id[k] : '*';
+  }
+  out[k] = '\0';
+  return out;
+}
+
+/* ---- amounts, durations and times ---- */
+
+const char *cli_arg_strerror(int err) {
+  switch (err) {
+  case CLI_ARG_OK:
+    return "ok";
+  case CLI_ARG_EEMPTY:
+    return "empty";
+  case CLI_ARG_ESYNTAX:
+    return "not of the expected form";
+  case CLI_ARG_EDECIMALS:
+    return "more decimals than the currency has";
+  case CLI_ARG_ERANGE:
+    return "out of range";
+  case CLI_ARG_EUNIT:
+    return "no unit (s, m, h or d)";
+  case CLI_ARG_EDATE:
+    return "no such date or time";
+  default:
+    return "unknown error";
+  }
+}
+
+static int cli_is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+/* v * 10 + d, or -1 on overflow. */
+static int cli_mul10_add(uint64_t *v, unsigned d) {
+  if (*v > (UINT64_MAX - d) / 10)
+    return -1;
+  *v = *v * 10 + d;
+  return 0;
+}
+
+int cli_parse_amount(const char *text, unsigned exponent, uint64_t *out) {
+  if (text == NULL || text[0] == '\0')
+    return CLI_ARG_EEMPTY;
+  const char *p = text;
+  uint64_t v = 0;
+  size_t whole = 0, frac = 0;
+  int overflow = 0;
+  for (; cli_is_digit(*p); p++, whole++)
+    overflow |= cli_mul10_add(&v, (unsigned)(*p - '0')) != 0;
+  if (whole == 0)
+    return CLI_ARG_ESYNTAX; /* a sign, a leading '.', a space … */
+  if (*p == '.') {
+    p++;
+    for (; cli_is_digit(*p); p++, frac++)
+      if (frac < exponent)
+        overflow |= cli_mul10_add(&v, (unsigned)(*p - '0')) != 0;
+    if (frac == 0)
+      return CLI_ARG_ESYNTAX; /* "12." */
+  }
+  if (*p != '\0')
+    return CLI_ARG_ESYNTAX; /* an exponent, a unit, a second '.' … */
+  if (frac > exponent)
+    return CLI_ARG_EDECIMALS;
+  for (size_t k = frac; k < exponent; k++)
+    overflow |= cli_mul10_add(&v, 0) != 0;
+  if (overflow)
+    return CLI_ARG_ERANGE;
+  *out = v;
+  return CLI_ARG_OK;
+}
+
+char *cli_format_amount(uint64_t minor, unsigned exponent, char *buf, size_t cap) {
+  uint64_t scale = 1;
+  for (unsigned k = 0; k < exponent && k < 19; k++)
+    scale *= 10;
+  if (exponent == 0 || exponent >= 20)
+    snprintf(buf, cap, "%" PRIu64, minor);
+  else
+    snprintf(buf, cap, "%" PRIu64 ".%0*" PRIu64, minor / scale, (int)exponent, minor % scale);
+  return buf;
+}
+
+int cli_parse_duration(const char *text, uint64_t *out_ms) {
+  if (text == NULL || text[0] == '\0')
+    return CLI_ARG_EEMPTY;
+  const char *p = text;
+  uint64_t v = 0;
+  size_t digits = 0;
+  int overflow = 0;
+  for (; cli_is_digit(*p); p++, digits++)
+    overflow |= cli_mul10_add(&v, (unsigned)(*p - '0')) != 0;
+  if (digits == 0)
+    return CLI_ARG_ESYNTAX;
+  uint64_t unit;
+  switch (*p) {
+  case 's':
+    unit = 1000u;
+    break;
+  case 'm':
+    unit = 60u * 1000u;
+    break;
+  case 'h':
+    unit = 3600u * 1000u;
+    break;
+  case 'd':
+    unit = 86400u * 1000u;
+    break;
+  case '\0':
+    return CLI_ARG_EUNIT;
+  default:
+    return cli_is_digit(*p) ? CLI_ARG_ESYNTAX : CLI_ARG_EUNIT;
+  }
+  if (p[1] != '\0')
+    return CLI_ARG_EUNIT; /* "10ms", "1h30m" */
+  if (overflow || v > UINT64_MAX / unit)
+    return CLI_ARG_ERANGE;
+  *out_ms = v * unit;
+  return CLI_ARG_OK;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's days_from_civil). */
+static int64_t cli_days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = (unsigned)(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* Reads exactly n digits at *p into *v and advances; -1 if they are not there. */
+static int cli_fixed_digits(const char **p, int n, unsigned *v) {
+  unsigned r = 0;
+  for (int k = 0; k < n; k++) {
+    if (!cli_is_digit((*p)[k]))
+      return -1;
+    r = r * 10 + (unsigned)((*p)[k] - '0');
+  }
+  *p += n;
+  *v = r;
+  return 0;
+}
+
+int cli_parse_time(const char *text, uint64_t now_ms, uint64_t *out_ms) {
+  if (text == NULL || text[0] == '\0')
+    return CLI_ARG_EEMPTY;
+  if (strcmp(text, "now") == 0) {
+    *out_ms = now_ms;
+    return CLI_ARG_OK;
+  }
+  if (text[0] == '+') {
+    uint64_t d = 0;
+    int rc = cli_parse_duration(text + 1, &d);
+    if (rc != CLI_ARG_OK)
+      return rc;
+    if (d > UINT64_MAX - now_ms)
+      return CLI_ARG_ERANGE;
+    *out_ms = now_ms + d;
+    return CLI_ARG_OK;
+  }
+  const char *p = text;
+  unsigned y, mo, d, h, mi, s, ms = 0;
+  if (cli_fixed_digits(&p, 4, &y) || *p++ != '-' || cli_fixed_digits(&p, 2, &mo) || *p++ != '-' ||
+      cli_fixed_digits(&p, 2, &d) || (*p != 'T' && *p != 't'))
+    return CLI_ARG_ESYNTAX;
+  p++;
+  if (cli_fixed_digits(&p, 2, &h) || *p++ != ':' || cli_fixed_digits(&p, 2, &mi) || *p++ != ':' ||
+      cli_fixed_digits(&p, 2, &s))
+    return CLI_ARG_ESYNTAX;
+  if (*p == '.') {
+    p++;
+    int n = 0;
+    for (; cli_is_digit(*p); p++, n++)
+      if (n < 3)
+        ms = ms * 10 + (unsigned)(*p - '0');
+    if (n == 0 || n > 3)
+      return CLI_ARG_ESYNTAX;
+    for (; n < 3; n++)
+      ms *= 10;
+  }
+  if ((*p != 'Z' && *p != 'z') || p[1] != '\0')
+    return CLI_ARG_ESYNTAX; /* offsets other than Z are not taken: say UTC */
+  static const unsigned mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+      (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || s > 59)
+    return CLI_ARG_EDATE;
+  int64_t days = cli_days_from_civil((int64_t)y, mo, d);
+  *out_ms = (((uint64_t)days * 24 + h) * 60 + mi) * 60000u + (uint64_t)s * 1000u + ms;
+  return CLI_ARG_OK;
+}
+
+char *cli_format_time(uint64_t ms, char *buf, size_t cap) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  if (gmtime_r(&t, &tm) == NULL) {
+    snprintf(buf, cap, "?");
+    return buf;
+  }
+  snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
+  return buf;
+}
+
+uint64_t cli_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}

@@ -21,6 +21,7 @@ static const tuma_command tuma_commands[] = {
     {"ndc", cli_ndc_main, "set a participant's net debit cap"},
     {"positions", cli_positions_main, "show participants' positions"},
     {"party", cli_party_main, "add or remove a party in the directory"},
+    {"disburse", cli_disburse_main, "programmes, beneficiaries and batches of disbursements"},
     {"op", cli_op_main, "act as an operator: receive, send or query transfers"},
     {"demo", cli_demo_main, "the switch and three simulated operators at work, for a minute"},
 };

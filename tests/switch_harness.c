@@ -277,7 +277,14 @@ int sh_create(const sh_options *opts, sh_switch **out, char *err, size_t errlen)
     goto fail;
   }
   static const char *const names[][2] = {
-      {"alpha", "operator"}, {"beta", "operator"}, {"gamma", "operator"}, {"admin", "admin"}};
+      {"alpha", "operator"},
+      {"beta", "operator"},
+      {"gamma", "operator"},
+      {"admin", "admin"},
+      /* disbursements (disburse.proto): two makers and a checker */
+      {"manager", "programme-manager"},
+      {"manager2", "programme-manager"},
+      {"approver", "approver"}};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (sh_issue(h, names[i][0], names[i][1], NULL, NULL)) {
       seterr(err, errlen, "tuma pki issue %s failed (see %s/cli.log)", names[i][0], h->dir);

@@ -9,7 +9,9 @@
  *
  * Layout of the scratch directory DIR (kept when a test fails, for its log):
  *   DIR/pki/       ca.crt, ca.key, tumad.crt, tumad.key (tuma pki init)
- *   DIR/certs/     NAME.crt, NAME.key: operators alpha, beta, gamma; "admin" (role admin)
+ *   DIR/certs/     NAME.crt, NAME.key: operators alpha, beta, gamma; "admin" (role admin);
+ *                  "manager" and "manager2" (role programme-manager), "approver" (role
+ *                  approver)
  *   DIR/data/      tumad's data_dir (DATA_DIR/ledger, DATA_DIR/registry)
  *   DIR/tumad.ini  the configuration
  *   DIR/tumad.log  tumad's stdout and stderr, appended across restarts
@@ -54,10 +56,11 @@ typedef struct sh_switch {
   char tumad[SH_PATH_MAX], tuma[SH_PATH_MAX];
 } sh_switch;
 
-/* Makes the scratch directory, the PKI and the certificates of alpha, beta, gamma and admin,
+/* Makes the scratch directory, the PKI and the certificates of alpha, beta, gamma, admin,
+ * manager, manager2 and approver,
  * picks ports and writes the configuration. opts may be NULL. Returns 0, or -1 with a reason
  * in err[errlen] (then *out is NULL and nothing is left behind but the directory). The
- * caller frees *out with sh_destroy(). Cost: one CA and five key pairs (tens of ms). */
+ * caller frees *out with sh_destroy(). Cost: one CA and eight key pairs (tens of ms). */
 int sh_create(const sh_options *opts, sh_switch **out, char *err, size_t errlen);
 
 /* Runs the CLI: tuma pki issue --dir DIR/pki --name NAME --role ROLE --out OUTDIR (OUTDIR NULL
