@@ -49,7 +49,7 @@ ledger_event sw_transfer_event(ledger_id id, ledger_id debit, ledger_id credit, 
   return ev;
 }
 
-static ledger_event account_event(ledger_id id, uint32_t ledger_no, uint16_t code, uint16_t flags) {
+ledger_event sw_account_event(ledger_id id, uint32_t ledger_no, uint16_t code, uint16_t flags) {
   ledger_event ev;
   memset(&ev, 0, sizeof ev);
   ev.kind = LEDGER_EVENT_CREATE_ACCOUNT;
@@ -62,12 +62,12 @@ static ledger_event account_event(ledger_id id, uint32_t ledger_no, uint16_t cod
 
 void sw_account_events(uint32_t participant, uint32_t ledger_no, ledger_event out[4]) {
   uint16_t dmnec = LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS;
-  out[0] = account_event(sw_account_id(participant, ledger_no, SW_ACCOUNT_LIQUIDITY), ledger_no,
+  out[0] = sw_account_event(sw_account_id(participant, ledger_no, SW_ACCOUNT_LIQUIDITY), ledger_no,
                          SW_ACCOUNT_LIQUIDITY, dmnec);
-  out[1] = account_event(sw_account_id(participant, ledger_no, SW_ACCOUNT_NDC), ledger_no,
+  out[1] = sw_account_event(sw_account_id(participant, ledger_no, SW_ACCOUNT_NDC), ledger_no,
                          SW_ACCOUNT_NDC, dmnec);
-  out[2] = account_event(sw_account_id(participant, ledger_no, SW_ACCOUNT_NDC_CONTROL), ledger_no,
+  out[2] = sw_account_event(sw_account_id(participant, ledger_no, SW_ACCOUNT_NDC_CONTROL), ledger_no,
                          SW_ACCOUNT_NDC_CONTROL, 0);
-  out[3] = account_event(sw_account_id(0, ledger_no, SW_ACCOUNT_SETTLEMENT), ledger_no,
+  out[3] = sw_account_event(sw_account_id(0, ledger_no, SW_ACCOUNT_SETTLEMENT), ledger_no,
                          SW_ACCOUNT_SETTLEMENT, 0);
 }

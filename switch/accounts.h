@@ -14,6 +14,16 @@
  * A payment is a linked pair of pending transfers, payer → payee on LIQUIDITY (the id the
  * operator chose) and on NDC (an id derived from it), posted or voided together.
  * Account id: hi = participant number, lo = ledger << 16 | account code.
+ *
+ * Disbursements (switch/DISBURSE.md), per programme, owned by its funding participant:
+ *   FUNDING       the budget: deposits from SETTLEMENT credit it; approvals reserve from it
+ *                 (pending), cycle starts post that to the cycle's ESCROW, releases come back;
+ *                 debits_must_not_exceed_credits (the budget can never be over-committed).
+ *                 id lo = programme << 32 | ledger << 16 | code.
+ *   PROGRAMME_NDC the other side of the NDC leg of the programme's payments (no constraint).
+ *   ESCROW        one per batch and cycle: funded with the cycle's total, debited by each paid
+ *                 item and by the release of each failed or cancelled one, so it ends at zero;
+ *                 debits_must_not_exceed_credits. id lo = 1 << 63 | batch << 20 | cycle.
  */
 #ifndef TUMA_SWITCH_ACCOUNTS_H
 #define TUMA_SWITCH_ACCOUNTS_H
@@ -27,6 +37,9 @@ enum {
   SW_ACCOUNT_NDC = 2,
   SW_ACCOUNT_NDC_CONTROL = 3,
   SW_ACCOUNT_SETTLEMENT = 10,
+  SW_ACCOUNT_FUNDING = 20,
+  SW_ACCOUNT_PROGRAMME_NDC = 21,
+  SW_ACCOUNT_ESCROW = 22,
 };
 
 /* Transfer codes. */
@@ -36,7 +49,27 @@ enum {
   SW_CODE_DEPOSIT = 3,
   SW_CODE_WITHDRAW = 4,
   SW_CODE_NDC_ADJUST = 5,
+  SW_CODE_PROGRAMME_FUND = 6,     /* SETTLEMENT → FUNDING (a budget top-up) */
+  SW_CODE_PROGRAMME_DEFUND = 7,   /* FUNDING → SETTLEMENT */
+  SW_CODE_RESERVE = 8,            /* FUNDING → ESCROW: pending at approval, posted at start */
+  SW_CODE_RELEASE = 9,            /* ESCROW → FUNDING: a failed or cancelled item's amount */
 };
+
+/* A programme's account (FUNDING or PROGRAMME_NDC). */
+static inline ledger_id sw_programme_account_id(uint32_t participant, uint32_t programme,
+                                                uint32_t ledger_no, uint16_t code) {
+  return ledger_id_make(participant, ((uint64_t)programme << 32) | ((uint64_t)ledger_no << 16) | code);
+}
+
+/* The ESCROW account of one cycle of one batch (batch < 2^43, cycle < 2^20). */
+static inline ledger_id sw_escrow_account_id(uint32_t participant, uint64_t batch, uint32_t cycle) {
+  return ledger_id_make(participant, (1ull << 63) | (batch << 20) | (cycle & 0xfffffu));
+}
+
+/* 1 if id is an ESCROW account id. */
+static inline int sw_account_is_escrow(ledger_id id) {
+  return (id.lo >> 63) != 0;
+}
 
 static inline ledger_id sw_account_id(uint32_t participant, uint32_t ledger_no, uint16_t code) {
   return ledger_id_make(participant, ((uint64_t)ledger_no << 16) | code);
@@ -64,6 +97,9 @@ void sw_id_to_bytes(ledger_id id, uint8_t b[16]);
 /* A transfer event (ledger.h) with these fields, everything else zero. */
 ledger_event sw_transfer_event(ledger_id id, ledger_id debit, ledger_id credit, uint64_t amount,
                                uint32_t ledger_no, uint16_t code, uint16_t flags);
+
+/* An account creation event with these fields, everything else zero. */
+ledger_event sw_account_event(ledger_id id, uint32_t ledger_no, uint16_t code, uint16_t flags);
 
 /* Account creation events (ledger.h) for one participant and currency: LIQUIDITY, NDC,
  * NDC_CONTROL and the scheme's SETTLEMENT for that ledger (creating one that exists gives

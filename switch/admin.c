@@ -16,6 +16,7 @@
 #include "accounts.h"
 #include "currency.h"
 #include "daemon.h"
+#include "disburse.h"
 #include "errors.h"
 #include "frame.h"
 
@@ -542,6 +543,14 @@ static void party_remove(sw_conn *c, uint64_t corr, const Tuma__V1__PartyDirecto
 
 void sw_admin_dispatch(sw_conn *c, Tuma__V1__AdminEnvelope *env) {
   uint64_t corr = env->correlation_id;
+  if (sw_disburse_dispatch(c, env) == 0)
+    return;
+  if (strcmp(c->role, "admin") != 0) { /* programme managers and approvers: disbursements only */
+    sw_log(&c->sw->log, SW_LOG_WARN, "admin.forbidden", "peer=%s role=%s body=%d", c->identity,
+           c->role, (int)env->body_case);
+    admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, "this request needs the admin role");
+    return;
+  }
   switch (env->body_case) {
   case TUMA__V1__ADMIN_ENVELOPE__BODY_PARTICIPANT_CREATE:
     participant_create(c, corr, env->participant_create);

@@ -68,6 +68,11 @@ typedef struct sw_config {
   uint32_t queue_capacity;  /* 1..16777216, default 65536 */
   uint32_t batch_max;       /* 1..8190, default 8190 */
 
+  /* [disburse] */
+  uint32_t disburse_max_attempts;   /* per item and cycle, 1..100, default 8 */
+  uint32_t disburse_retry_ms;       /* first retry delay, doubling, 10..3600000, default 1000 */
+  uint32_t disburse_item_expiry_ms; /* each item payment's expiration, default 30000 */
+
   /* [tls]: absolute paths; crl is NULL when not configured */
   char *tls_ca;
   char *tls_cert;

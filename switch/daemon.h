@@ -58,6 +58,7 @@ struct sw_switch {
   uint64_t next_conn_id;
   uint64_t next_correlation; /* ids of messages the switch initiates: top bit set */
   struct sw_transfers *transfers;
+  struct sw_disburse *disburse; /* disburse.h */
   sw_conn *blocked; /* connections waiting for room in the ledger queue (sw_conn.blocked_next) */
   sw_metrics metrics;
   int stopping;
@@ -141,6 +142,44 @@ size_t sw_transfers_in_flight(const sw_switch *sw);
 void sw_transfer_prepare(sw_conn *c, uint64_t correlation, const Tuma__V1__TransferPrepare *m);
 void sw_transfer_fulfil(sw_conn *c, uint64_t correlation, const Tuma__V1__TransferFulfil *m);
 void sw_transfer_query(sw_conn *c, uint64_t correlation, const Tuma__V1__TransferQuery *m);
+
+/* ---- transfer.c: transfers the switch itself starts (disbursement items) */
+
+/* Told once of an internal transfer's final outcome: final_state is a
+ * TUMA__V1__TRANSFER_STATE__* (COMMITTED, ABORTED or EXPIRED), code the reason (0 when
+ * committed). Runs on the loop thread after the outcome is durable. */
+typedef void (*sw_transfer_done_cb)(ledger_id id, int final_state, unsigned code,
+                                    uint64_t completed_ms, void *arg);
+
+/* What the switch pays: the same two ledger legs as an operator's payment, debited from the
+ * given accounts (a programme's ESCROW and PROGRAMME_NDC), forwarded to the payee operator
+ * with the payee party and reference. Strings are borrowed for the call. */
+typedef struct sw_internal_transfer {
+  ledger_id id;
+  ledger_id debit_liquidity, debit_ndc;
+  uint32_t payer; /* the funding participant (shown to the payee as payer_participant) */
+  uint32_t payee; /* the payee participant number */
+  uint32_t ledger_no;
+  uint64_t amount;
+  uint64_t expiration_ms;
+  uint8_t digest[32]; /* what makes a retry with this id "the same" (its first 16 bytes are kept) */
+  uint32_t payee_party_type;
+  const char *payee_party_id;
+  const char *reference;
+} sw_internal_transfer;
+
+/* Starts internal transfer it, or rejoins it if it is already in flight (after a restart: cb
+ * replaces the previous watcher). Returns 0 when cb will run once later; a final
+ * TUMA__V1__TRANSFER_STATE__* (> 0) when the outcome is known now (already final in the
+ * ledger, or refused before anything was reserved: payee unknown, suspended or not
+ * connected), with its reason in *code; -2 when the ledger queue is full (nothing done, try
+ * later); -1 on another failure (*code = 2001/2003). O(1) plus a ledger lookup. */
+int sw_transfer_start_internal(sw_switch *sw, const sw_internal_transfer *it,
+                               sw_transfer_done_cb cb, void *arg, unsigned *code);
+
+/* Attaches cb to internal transfer id in flight (recovered after a restart). 0, or -1 when it is
+ * not in flight. */
+int sw_transfer_watch(sw_switch *sw, ledger_id id, sw_transfer_done_cb cb, void *arg);
 
 /* ---- metrics.c */
 

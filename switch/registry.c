@@ -543,6 +543,22 @@ static int party_token(sw_registry *r, uint32_t type, const char *id,
   return mac_compute(r, head, sizeof head, id, strlen(id), out);
 }
 
+int sw_registry_token(sw_registry *r, const char *label, uint32_t type, const char *id,
+                      unsigned char out[TOKEN_SIZE]) {
+  size_t n = label ? strlen(label) : 0;
+  if (!r || !label || !id || n > 32)
+    return SW_REGISTRY_E_INVAL;
+  unsigned char head[32 + 6];
+  memcpy(head, label, n);
+  head[n] = 0;
+  head[n + 1] = (unsigned char)(type >> 24);
+  head[n + 2] = (unsigned char)(type >> 16);
+  head[n + 3] = (unsigned char)(type >> 8);
+  head[n + 4] = (unsigned char)type;
+  head[n + 5] = 0;
+  return mac_compute(r, head, n + 6, id, strlen(id), out);
+}
+
 /* ---------------------------------------------------------------- open and close */
 
 /* Opens the databases and loads, creates or checks the format, the secret and its check value,

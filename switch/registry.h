@@ -181,6 +181,15 @@ int sw_registry_remove_party(sw_registry *r, uint32_t type, const char *id);
 int sw_registry_lookup_party(sw_registry *r, uint32_t type, const char *id, sw_participant *out,
                              sw_party_match *match);
 
+/* ---- tokens ------------------------------------------------------------------------------ */
+
+/* The token of an identifier for storage outside the directory (the disbursement beneficiary
+ * registry): HMAC-SHA-256(secret, label ‖ 0x00 ‖ type BE32 ‖ 0x00 ‖ id), so the plain
+ * identifier never needs to be kept and distinct labels give unrelated tokens. label and id
+ * are borrowed NUL-terminated strings (label ≤ 32 bytes). Errors: _INVAL, _CRYPTO. */
+int sw_registry_token(sw_registry *r, const char *label, uint32_t type, const char *id,
+                      unsigned char out[32]);
+
 /* ---- logging ----------------------------------------------------------------------------- */
 
 /* Masks an identifier for logs: keeps the first 3 and the last 2 bytes and replaces the others

@@ -361,8 +361,10 @@ static void conn_authorise(sw_conn *c) {
   X509_free(cert);
   bufferevent_set_timeouts(c->bev, NULL, NULL); /* from now on: the partial-frame timer */
   if (c->admin) {
-    if (strcmp(c->role, "admin") != 0) {
-      conn_refuse(c, SW_ERR_VALIDATION, "certificate role is not admin");
+    if (strcmp(c->role, "admin") != 0 && strcmp(c->role, "programme-manager") != 0 &&
+        strcmp(c->role, "approver") != 0) {
+      conn_refuse(c, SW_ERR_VALIDATION,
+                  "certificate role is not admin, programme-manager or approver");
       return;
     }
   } else {

@@ -14,6 +14,10 @@
  * = the first 16 bytes of the prepare's digest (duplicate detection), user_data_64 = the
  * expiration in ms, user_data_32 = 1 if there is a condition; the NDC leg's user_data_128 holds
  * the first 16 bytes of the condition. Party identifiers are never stored.
+ *
+ * Internal transfers: the switch itself pays a disbursement item (payout.c) from a programme's
+ * ESCROW account. Same state machine and ledger legs with other debit accounts; there is no
+ * payer connection to answer, a callback hears the outcome instead.
  */
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -36,6 +40,10 @@ struct sw_transfer {
   sw_switch *sw;
   ledger_id id;
   uint32_t payer, payee;
+  ledger_id debit_liquidity, debit_ndc; /* the payer's side of the two legs */
+  int internal;                         /* started by the switch: no payer connection */
+  sw_transfer_done_cb done_cb;          /* internal: told the final outcome, once */
+  void *done_arg;
   uint32_t ledger_no;
   char currency[4];
   uint64_t amount;
@@ -152,6 +160,8 @@ void sw_transfers_free(sw_switch *sw) {
   for (size_t i = 0; i < tt->nbuckets; i++)
     for (sw_transfer *t = tt->buckets[i], *next; t; t = next) {
       next = t->hnext;
+      if (t->done_cb) /* an internal transfer's watcher learns it will not hear more */
+        t->done_cb(t->id, TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_UNSPECIFIED, 0, 0, t->done_arg);
       transfer_free(t);
     }
   free(tt->buckets);
@@ -233,7 +243,7 @@ static ledger_id bytes16_id(const uint8_t *b) {
 static void reserve_events(const sw_transfer *t, uint64_t now_ms, ledger_event ev[2]) {
   uint64_t remaining_ms = t->expiration_ms > now_ms ? t->expiration_ms - now_ms : 0;
   uint32_t timeout_s = (uint32_t)((remaining_ms + 999) / 1000) + 1; /* the ledger's backstop */
-  ev[0] = sw_transfer_event(t->id, sw_account_id(t->payer, t->ledger_no, SW_ACCOUNT_LIQUIDITY),
+  ev[0] = sw_transfer_event(t->id, t->debit_liquidity,
                             sw_account_id(t->payee, t->ledger_no, SW_ACCOUNT_LIQUIDITY), t->amount,
                             t->ledger_no, SW_CODE_PAYMENT,
                             LEDGER_TRANSFER_PENDING | LEDGER_TRANSFER_LINKED);
@@ -242,8 +252,8 @@ static void reserve_events(const sw_transfer *t, uint64_t now_ms, ledger_event e
   ev[0].transfer.user_data_64 = t->expiration_ms;
   ev[0].transfer.user_data_32 = t->condition_len ? 1 : 0;
   ev[1] = sw_transfer_event(sw_derive_id("tuma-ndc", t->id),
-                            sw_account_id(t->payer, t->ledger_no, SW_ACCOUNT_NDC),
-                            sw_account_id(t->payee, t->ledger_no, SW_ACCOUNT_NDC), t->amount,
+                            t->debit_ndc, sw_account_id(t->payee, t->ledger_no, SW_ACCOUNT_NDC),
+                            t->amount,
                             t->ledger_no, SW_CODE_PAYMENT_NDC, LEDGER_TRANSFER_PENDING);
   ev[1].transfer.timeout = timeout_s;
   if (t->condition_len)
@@ -279,7 +289,9 @@ static void finish(sw_transfer *t, int final_state, unsigned code, int rejected)
   /* The request that asked is answered on its connection. If that connection is gone (or the
    * transfer was recovered after a restart), a live connection of the operator is told with
    * correlation 0, so an operator that reconnected still hears the outcome. */
-  if (t->payer_conn && sw_conn_find(sw, t->payer_conn)) {
+  if (t->internal) {
+    /* the switch asked: done_cb below */
+  } else if (t->payer_conn && sw_conn_find(sw, t->payer_conn)) {
     send_result(sw, t->payer_conn, t->payer_corr, t->id, final_state, code, ful, 1);
   } else {
     sw_conn *pc = sw_peer_pick_conn(sw, t->payer);
@@ -314,8 +326,13 @@ static void finish(sw_transfer *t, int final_state, unsigned code, int rejected)
     sw->metrics.transfers_aborted++;
   sw_log(&sw->log, SW_LOG_DEBUG, "transfer.final", "id=%016llx%016llx state=%d code=%u",
          (unsigned long long)t->id.hi, (unsigned long long)t->id.lo, final_state, code);
+  sw_transfer_done_cb done = t->done_cb;
+  void *done_arg = t->done_arg;
+  ledger_id id = t->id;
   table_remove(sw, t);
   transfer_free(t);
+  if (done)
+    done(id, final_state, code, sw_now_ms(), done_arg);
 }
 
 static void resolve_done_cb(int status, const ledger_result *r, size_t n, void *arg);
@@ -688,6 +705,8 @@ void sw_transfer_prepare(sw_conn *c, uint64_t corr, const Tuma__V1__TransferPrep
   t->id = id;
   t->payer = payer->p.number;
   t->payee = payee->p.number;
+  t->debit_liquidity = sw_account_id(t->payer, cur.numeric, SW_ACCOUNT_LIQUIDITY);
+  t->debit_ndc = sw_account_id(t->payer, cur.numeric, SW_ACCOUNT_NDC);
   t->ledger_no = cur.numeric;
   memcpy(t->currency, m->amount->currency, 3);
   t->amount = m->amount->amount;
@@ -841,6 +860,7 @@ static int recover_cb(const ledger_transfer *lt, uint64_t expires_at, void *arg)
   t->id = lt->id;
   t->payer = sw_account_participant(lt->debit_account_id);
   t->payee = sw_account_participant(lt->credit_account_id);
+  t->internal = sw_account_is_escrow(lt->debit_account_id);
   t->ledger_no = lt->ledger;
   t->amount = lt->amount;
   t->expiration_ms = lt->user_data_64;
@@ -872,4 +892,91 @@ int sw_transfers_recover(sw_switch *sw) {
   sw_log(&sw->log, SW_LOG_INFO, "transfers.recovered", "count=%zu rc=%d",
          sw_transfers_in_flight(sw) - before, rc);
   return rc;
+}
+
+/* ---------------------------------------------------------------- internal transfers */
+
+int sw_transfer_watch(sw_switch *sw, ledger_id id, sw_transfer_done_cb cb, void *arg) {
+  sw_transfer *t = table_find(sw, id);
+  if (!t || !t->internal)
+    return -1;
+  t->done_cb = cb;
+  t->done_arg = arg;
+  return 0;
+}
+
+int sw_transfer_start_internal(sw_switch *sw, const sw_internal_transfer *it,
+                               sw_transfer_done_cb cb, void *arg, unsigned *code) {
+  *code = 0;
+  if (sw_transfer_watch(sw, it->id, cb, arg) == 0)
+    return 0;
+  ledger_transfer existing;
+  if (ledger_lookup_transfer(sw->ledger, it->id, &existing) == 0) {
+    uint64_t at;
+    int st = ledger_state_of(sw, it->id, code, &at);
+    if (st == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_RESERVED) {
+      *code = SW_ERR_INTERNAL; /* reserved in the ledger but not in memory: cannot happen */
+      return -1;
+    }
+    return st;
+  }
+  sw_peer *payee = sw_peer_by_number(sw, it->payee);
+  sw_currency cur;
+  if (!payee || sw_currency_by_number(it->ledger_no, &cur) || !peer_has_currency(payee, cur.numeric)) {
+    *code = SW_ERR_PAYEE_FSP_NOT_FOUND;
+    return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_ABORTED;
+  }
+  if (payee->p.status != SW_PARTICIPANT_ACTIVE) {
+    *code = SW_ERR_PAYEE_PERMISSION;
+    return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_ABORTED;
+  }
+  if (!sw_peer_pick_conn(sw, payee->p.number)) {
+    *code = SW_ERR_DESTINATION;
+    return TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_ABORTED;
+  }
+  sw_transfer *t = calloc(1, sizeof *t);
+  if (!t || !(t->timer = evtimer_new(sw->base, expiry_cb, t))) {
+    free(t);
+    *code = SW_ERR_INTERNAL;
+    return -1;
+  }
+  t->sw = sw;
+  t->id = it->id;
+  t->payer = it->payer;
+  t->payee = it->payee;
+  t->debit_liquidity = it->debit_liquidity;
+  t->debit_ndc = it->debit_ndc;
+  t->internal = 1;
+  t->done_cb = cb;
+  t->done_arg = arg;
+  t->ledger_no = cur.numeric;
+  memcpy(t->currency, cur.alpha, 3);
+  t->amount = it->amount;
+  t->expiration_ms = it->expiration_ms;
+  memcpy(t->digest, it->digest, 32);
+  t->digest_len = 32;
+  t->state = T_RESERVING;
+  if (it->payee_party_id) {
+    tuma__v1__party__init(&t->payee_party);
+    t->payee_party.type = (Tuma__V1__PartyIdType)it->payee_party_type;
+    t->payee_party_id = strdup(it->payee_party_id);
+  }
+  if (it->reference)
+    t->reference = strdup(it->reference);
+  if ((it->payee_party_id && !t->payee_party_id) || (it->reference && !t->reference) ||
+      table_insert(sw, t)) {
+    transfer_free(t);
+    *code = SW_ERR_INTERNAL;
+    return -1;
+  }
+  ledger_event ev[2];
+  reserve_events(t, sw_now_ms(), ev);
+  int rc = sw_commit_submit(sw->commit, ev, 2, reserve_done_cb, t);
+  if (rc) {
+    table_remove(sw, t);
+    transfer_free(t);
+    *code = SW_ERR_UNAVAILABLE;
+    return rc == LEDGER_E_AGAIN ? -2 : -1;
+  }
+  return 0;
 }

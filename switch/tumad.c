@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "disburse.h"
 
 #define STOP_GRACE_MS 300
 
@@ -135,7 +136,7 @@ int main(int argc, char **argv) {
     goto out;
   }
   sw_commit_set_space_cb(sw.commit, space_cb, &sw);
-  if (sw_transfers_init(&sw) || sw_transfers_recover(&sw))
+  if (sw_transfers_init(&sw) || sw_transfers_recover(&sw) || sw_disburse_open(&sw))
     goto out;
   if (sw_server_start(&sw) || sw_metrics_start(&sw))
     goto out;
@@ -148,6 +149,7 @@ int main(int argc, char **argv) {
   event_base_dispatch(sw.base);
 
   /* Commit and answer everything queued, then give the replies a moment to leave. */
+  sw_disburse_stop(&sw);
   sw_commit_close(sw.commit);
   sw.commit = NULL;
   for (int i = 0; i < 20; i++)
@@ -161,9 +163,11 @@ out:
     event_free(sigint);
   sw_metrics_stop(&sw);
   sw_server_stop_accepting(&sw);
+  sw_disburse_stop(&sw);
   sw_commit_close(sw.commit);
   sw_server_close_all(&sw);
   sw_transfers_free(&sw);
+  sw_disburse_close(&sw);
   free(sw.peers);
   if (sw.base)
     event_base_free(sw.base);
