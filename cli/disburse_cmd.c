@@ -505,7 +505,9 @@ static int dis_programme_fund(int argc, char **argv) {
     return rc;
   if ((rc = dis_programme_query(&a, c, prog, &info)) != 0)
     goto done;
-  const char *currency = info->programme_info->currency;
+  /* Copied: info is freed and asked again below. */
+  char currency[8];
+  snprintf(currency, sizeof currency, "%s", info->programme_info->currency);
   int exponent = dis_exponent(cmd, currency);
   uint64_t amount = 0;
   if (exponent < 0) {

@@ -922,6 +922,7 @@ Test(disburse, budget_short_then_topped_up) {
          "--id", id);
   CLI_OK(&z, r, "admin", "disburse", "programme", "fund", "--programme", PROG, "--amount", "1000",
          "--id", id);
+  cr_assert(strstr(r->out, "budget 1100.00 KES, available 1100.00 KES") != NULL, "%s", r->out);
   pi = programme_show(&z);
   cr_assert_eq(pi.budget, 10000 + 100000, "the same fund id moves the money once");
 
