@@ -669,18 +669,24 @@ static void register_beneficiaries(dz *z, int n, const char *extra_rows, int ext
 
 /* Writes a list file NAME (in DIR) with beneficiaries first..first+n-1 (their amounts) and any
  * extra rows; *total gets the sum of the beneficiaries' amounts. Returns the path (static). */
-static const char *write_list(dz *z, const char *name, int first, int n, const char *extra_rows,
-                              uint64_t *total) {
+static const char *write_list_profile(dz *z, const char *name, int first, int n,
+                                      const char *extra_rows, uint64_t *total, int profile) {
   static char path[SH_PATH_MAX + 64];
   static char text[T_FILE];
   size_t len = (size_t)snprintf(text, sizeof text,
-                                "beneficiary_id_type,beneficiary_id,amount,currency,reference\n");
+                                "beneficiary_id_type,beneficiary_id,amount,currency,reference%s\n",
+                                profile ? ",sex,age_band,region" : "");
   uint64_t sum = 0;
   for (int k = first; k < first + n; k++) {
     ben b = ben_make(k);
     len += (size_t)snprintf(text + len, sizeof text - len,
-                            "national_id,%s,%" PRIu64 ".%02" PRIu64 ",KES,relief-%d\n", b.id,
+                            "national_id,%s,%" PRIu64 ".%02" PRIu64 ",KES,relief-%d", b.id,
                             b.amount / 100, b.amount % 100, k);
+    /* Profile: F for even k, M for odd; region Lamu for every 10th (a cell under 10). */
+    if (profile)
+      len += (size_t)snprintf(text + len, sizeof text - len, ",%s,18-35,%s", k % 2 ? "M" : "F",
+                              k % 10 == 0 ? "Lamu" : "Turkana");
+    len += (size_t)snprintf(text + len, sizeof text - len, "\n");
     sum += b.amount;
   }
   if (extra_rows != NULL)
@@ -691,6 +697,11 @@ static const char *write_list(dz *z, const char *name, int first, int n, const c
   if (total != NULL)
     *total = sum;
   return path;
+}
+
+static const char *write_list(dz *z, const char *name, int first, int n, const char *extra_rows,
+                              uint64_t *total) {
+  return write_list_profile(z, name, first, n, extra_rows, total, 0);
 }
 
 /* "12345" minor → "123.45" (static ring of buffers). */
@@ -946,7 +957,7 @@ Test(disburse, small_batch_paid_and_reconciled) {
   prog_info before = programme_show(&z);
   register_beneficiaries(&z, 50, NULL, 0);
   uint64_t total = 0, per_op[2] = {0, 0};
-  const char *path = write_list(&z, "list.csv", 0, 50, NULL, &total);
+  const char *path = write_list_profile(&z, "list.csv", 0, 50, NULL, &total, 1);
   for (int k = 0; k < 50; k++)
     per_op[ben_make(k).op] += ben_make(k).amount;
   uint64_t batch = submit_and_approve(&z, path, 50, total, NULL);
@@ -1014,6 +1025,15 @@ Test(disburse, small_batch_paid_and_reconciled) {
   cr_assert(strstr(r->out, "\nall,") != NULL, "an 'all' cell: %s", r->out);
   const char *all = strstr(r->out, "\nall,");
   cr_assert(strstr(all, ",50,50,0,") != NULL, "50 people, 50 paid, 0 failed: %s", all);
+  cr_assert(strstr(r->out, "\nsex,F,25,25,0,") && strstr(r->out, "\nsex,M,25,25,0,"), "%s", r->out);
+  cr_assert(strstr(r->out, "\nregion,Turkana,45,45,0,") != NULL, "%s", r->out);
+  cr_assert(strstr(r->out, "\nregion,Lamu,<10,<10,<10,<10\n") != NULL,
+            "a cell of 5 people is suppressed: %s", r->out);
+  cr_assert(strstr(r->out, "\noperator,alpha,25,25,0,") &&
+                strstr(r->out, "\noperator,beta,25,25,0,"),
+            "%s", r->out);
+  CLI_OK(&z, r, "manager", "disburse", "reach", u64s(batch));
+  cr_assert(strstr(r->out, "DIMENSION") != NULL && strstr(r->out, "<10") != NULL, "%s", r->out);
   free(r);
   dz_done(&z);
 }
