@@ -738,7 +738,10 @@ static int dis_upload(const dis_args *a, admin_client *c, dis_file *df, size_t c
       goto done;
     }
     sent += n;
-    EVP_DigestUpdate(md, buf, n);
+    if (EVP_DigestUpdate(md, buf, n) != 1) {
+      fprintf(stderr, "tuma %s: SHA-256 failed\n", a->cmd);
+      goto done;
+    }
     int last = sent >= df->size;
     if (last) {
       uint8_t sha[32];
@@ -1155,13 +1158,16 @@ static int dis_status(int argc, char **argv) {
     if (cli_parse_u64(cmd, "--interval", a.opt[DO_INTERVAL], 1, 3600, &interval) != 0)
       return CLI_EXIT_USAGE;
   }
-  admin_client *c = NULL;
-  if ((rc = dis_connect(&a, &c)) != 0)
-    return rc;
+  /* A connection per poll: a watch may last hours, and an idle connection is not guaranteed to
+   * survive that (nor the switch a restart). */
   for (;;) {
+    admin_client *c = NULL;
     Tuma__V1__AdminEnvelope *env = NULL;
-    if ((rc = dis_status_query(&a, c, batch, &env)) != 0)
+    if ((rc = dis_connect(&a, &c)) != 0 || (rc = dis_status_query(&a, c, batch, &env)) != 0) {
+      admin_client_close(c);
       break;
+    }
+    admin_client_close(c);
     dis_print_status(env->batch_status);
     int final = dis_state_final(env->batch_status->state);
     tuma__v1__admin_envelope__free_unpacked(env, NULL);
@@ -1170,7 +1176,6 @@ static int dis_status(int argc, char **argv) {
       break;
     dis_sleep_ms(interval * 1000);
   }
-  admin_client_close(c);
   return rc;
 }
 
