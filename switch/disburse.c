@@ -1163,6 +1163,8 @@ typedef struct report_page {
   Tuma__V1__ReportItem **ptrs;
   uint8_t (*ids)[16];
   char (*reasons)[64];
+  char (*masked)[32];
+  char (*refs)[65];
   uint64_t next;
   int error;
 } report_page;
@@ -1191,8 +1193,13 @@ static int report_item_cb(uint32_t index, const sw_batch_item *it, void *arg) {
   tuma__v1__report_item__init(ri);
   ri->cycle = rp->cycle;
   ri->line = it->line;
-  ri->masked_id = (char *)it->masked;
-  ri->reference = (char *)it->reference;
+  /* the item is borrowed for this call: its strings are copied into the page */
+  memcpy(rp->masked[rp->n], it->masked, sizeof rp->masked[rp->n]);
+  rp->masked[rp->n][sizeof rp->masked[rp->n] - 1] = 0;
+  memcpy(rp->refs[rp->n], it->reference, sizeof rp->refs[rp->n]);
+  rp->refs[rp->n][sizeof rp->refs[rp->n] - 1] = 0;
+  ri->masked_id = rp->masked[rp->n];
+  ri->reference = rp->refs[rp->n];
   ri->amount = it->amount;
   ri->status = (Tuma__V1__ItemStatus)st.status;
   ri->reason_code = st.code;
@@ -1262,6 +1269,8 @@ static void batch_report(sw_conn *c, uint64_t corr, const Tuma__V1__BatchReportQ
   rp.ptrs = calloc(rp.limit, sizeof *rp.ptrs);
   rp.ids = calloc(rp.limit, sizeof *rp.ids);
   rp.reasons = calloc(rp.limit, sizeof *rp.reasons);
+  rp.masked = calloc(rp.limit, sizeof *rp.masked);
+  rp.refs = calloc(rp.limit, sizeof *rp.refs);
   int first_page = m->after == 0;
   if (first_page) {
     rl.cap = b.invalid < 100000 ? (size_t)b.invalid : 100000;
@@ -1269,7 +1278,7 @@ static void batch_report(sw_conn *c, uint64_t corr, const Tuma__V1__BatchReportQ
     rl.ptrs = calloc(rl.cap + 1, sizeof *rl.ptrs);
     rl.texts = calloc(rl.cap + 1, sizeof *rl.texts);
   }
-  int rc = !rp.items || !rp.ptrs || !rp.ids || !rp.reasons ||
+  int rc = !rp.items || !rp.ptrs || !rp.ids || !rp.reasons || !rp.masked || !rp.refs ||
                    (first_page && (!rl.errs || !rl.ptrs || !rl.texts))
                ? SW_DSTORE_E_NOMEM
                : store_read(d, &rp.t);
@@ -1321,6 +1330,8 @@ static void batch_report(sw_conn *c, uint64_t corr, const Tuma__V1__BatchReportQ
   free(rp.ptrs);
   free(rp.ids);
   free(rp.reasons);
+  free(rp.masked);
+  free(rp.refs);
 }
 
 /* ---------------------------------------------------------------- reach */

@@ -93,6 +93,8 @@ typedef struct sw_batch {
   char submitted_by[64];
   char approved_by[64];
   uint64_t submitted_ms, approved_ms, finished_ms;
+  uint32_t reserve_try; /* the current cycle's reservation attempt (a refused one burns its id) */
+  uint32_t _pad2;
   char refusal[160];
 } sw_batch;
 

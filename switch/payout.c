@@ -116,8 +116,11 @@ ledger_id sw_payout_release_id(uint32_t programme, uint32_t cycle, const uint8_t
   return item_base(programme, cycle, token, "tuma-release", 0);
 }
 
+/* The current cycle's reservation: one id per try (the ledger remembers a refused id). */
 static ledger_id reserve_id(const sw_run *r) {
-  return sw_derive_id("tuma-reserve", r->escrow);
+  ledger_id from = r->escrow;
+  from.hi ^= (uint64_t)r->b.reserve_try << 32;
+  return sw_derive_id("tuma-reserve", from);
 }
 
 /* ---------------------------------------------------------------- persistence */
@@ -459,6 +462,13 @@ static int phase_submit(sw_run *r, int kind, uint64_t conn, uint64_t corr, const
   size_t n = 0;
   ledger_id zero = {0, 0};
   if (kind == OP_RESERVE) {
+    r->b.reserve_try++; /* recorded before it is used, so a restart finds it */
+    int src = batch_save(r->d, &r->b);
+    if (src) {
+      r->b.reserve_try--;
+      free(op);
+      return LEDGER_E_IO;
+    }
     ev[n++] = sw_account_event(r->escrow, r->prog.currency, SW_ACCOUNT_ESCROW,
                                LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS);
     ev[n] = sw_transfer_event(reserve_id(r), r->funding, r->escrow, r->b.total, r->prog.currency,
@@ -467,7 +477,7 @@ static int phase_submit(sw_run *r, int kind, uint64_t conn, uint64_t corr, const
   } else {
     ev[n] = sw_transfer_event(sw_derive_id(kind == OP_FUND ? "tuma-reserve-post"
                                                            : "tuma-reserve-void",
-                                           r->escrow),
+                                           reserve_id(r)),
                               zero, zero, 0, 0, SW_CODE_RESERVE,
                               kind == OP_FUND ? LEDGER_TRANSFER_POST_PENDING
                                               : LEDGER_TRANSFER_VOID_PENDING);
@@ -910,6 +920,7 @@ static void run_finish_cycle(sw_run *r) {
   r->b.current_cycle++;
   r->b.cycle_start_ms += r->b.every_ms;
   r->b.cycle_funded = 0;
+  r->b.reserve_try = 0;
   if (batch_save(d, &r->b)) {
     r->b.current_cycle--;
     r->b.cycle_start_ms -= r->b.every_ms;
