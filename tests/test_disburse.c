@@ -464,8 +464,8 @@ static int paid_at_least(const status *s, void *arg) {
 typedef struct row {
   uint32_t cycle;
   uint64_t line;
-  char beneficiary[80], reference[80], currency[8], status[16], transfer_id[40], completed[40],
-      op[64];
+  char beneficiary[80], reference[80], currency[8], status[16], reason[128], transfer_id[40],
+      completed[40], op[64];
   uint64_t amount;
   uint32_t reason_code;
 } row;
@@ -549,6 +549,7 @@ static report get_report(dz *z, uint64_t batch, t_result *r) {
     snprintf(w->currency, sizeof w->currency, "%s", f[5]);
     snprintf(w->status, sizeof w->status, "%s", f[6]);
     w->reason_code = (uint32_t)strtoul(f[7], NULL, 10);
+    snprintf(w->reason, sizeof w->reason, "%s", f[8]);
     snprintf(w->transfer_id, sizeof w->transfer_id, "%s", f[9]);
     snprintf(w->completed, sizeof w->completed, "%s", f[10]);
     snprintf(w->op, sizeof w->op, "%s", f[11]);
@@ -793,13 +794,25 @@ Test(disburse, every_bad_row_is_named_by_its_line) {
   uint64_t valid_total = first + 15000 + 15000;
   submit(&z, r, path, 1, 3, valid_total, NULL);
   cr_assert_eq(r->status, 1, "a list with bad rows is refused: %s%s", r->out, r->err);
-  for (int line = 3; line <= 10; line++) {
-    if (line == 8)
-      continue;
+  /* Each bad line with its reason (the switch's words, switch/DISBURSE.md). */
+  static const struct {
+    int line;
+    const char *reason;
+  } why[] = {{3, "amount"},         {4, "currency"},  {5, "cap"},     {6, "unknown beneficiary"},
+             {7, "unknown wallet"}, {9, "duplicate"}, {10, "id type"}};
+  for (size_t k = 0; k < sizeof why / sizeof why[0]; k++) {
     char want[32];
-    snprintf(want, sizeof want, "line %d: ", line);
-    cr_assert(strstr(r->err, want) != NULL, "'%s' in the refusal: %s", want, r->err);
+    snprintf(want, sizeof want, "line %d: ", why[k].line);
+    const char *at = strstr(r->err, want);
+    cr_assert_not_null(at, "'%s' in the refusal: %s", want, r->err);
+    const char *eol = strchr(at, '\n');
+    cr_assert_not_null(eol);
+    char one[256];
+    snprintf(one, sizeof one, "%.*s", (int)(eol - at), at);
+    cr_assert(strstr(one, why[k].reason) != NULL, "line %d says why (%s): %s", why[k].line,
+              why[k].reason, one);
   }
+  cr_assert(strstr(r->err, "batch refused: 3100") != NULL, "%s", r->err);
   cr_assert(strstr(r->err, "line 2: ") == NULL && strstr(r->err, "line 8: ") == NULL &&
                 strstr(r->err, "line 11: ") == NULL,
             "good rows are not named: %s", r->err);
@@ -814,13 +827,32 @@ Test(disburse, every_bad_row_is_named_by_its_line) {
   cr_assert(strstr(r->out, want) != NULL, "'%s' in: %s", want, r->out);
   uint64_t b1 = batch_of(r);
   cr_assert(strstr(r->out, "line 3: ") && strstr(r->out, "line 10: "), "%s", r->out);
+  /* Its report: the three rows, then the seven excluded at validation. */
+  report rep = get_report(&z, b1, r);
+  cr_assert_eq(rep.n, 3);
+  cr_assert_eq(rep.rows[0].line, 2);
+  cr_assert_eq(rep.rows[1].line, 8);
+  cr_assert_eq(rep.rows[2].line, 11);
+  cr_assert_str_eq(rep.rows[0].status, "pending");
+  const char *block = "# excluded at validation\nline,reason\n";
+  cr_assert(strncmp(rep.invalid, block, strlen(block)) == 0, "%s", rep.invalid);
+  int excluded = 0;
+  for (const char *p = rep.invalid; (p = strchr(p, '\n')) != NULL; p++)
+    excluded++;
+  cr_assert_eq(excluded, 2 + 7, "header lines and 7 rows: %s", rep.invalid);
+  cr_assert(strstr(rep.invalid, "\n3,") && strstr(rep.invalid, "\n10,"), "%s", rep.invalid);
+  cr_assert(strstr(r->err, "3 items: paid 0") && strstr(r->err, "7 excluded at validation"), "%s",
+            r->err);
+  free(rep.rows);
 
   /* Beneficiary 0 (line 2 above) is in batch b1 for cycle 1: another list for cycle 1 that
    * names it is refused at that line; the same list for cycle 2 is fine. */
   const char *other = write_list(&z, "other.csv", 0, 2, NULL, &first);
   submit(&z, r, other, 1, 2, first, NULL);
   cr_assert_eq(r->status, 1, "%s%s", r->out, r->err);
-  cr_assert(strstr(r->err, "line 2: ") != NULL, "already in batch %" PRIu64 ": %s", b1, r->err);
+  char already[64];
+  snprintf(already, sizeof already, "line 2: already in batch %" PRIu64, b1);
+  cr_assert(strstr(r->err, already) != NULL, "'%s' in: %s", already, r->err);
   cr_assert(strstr(r->err, "line 3: ") == NULL, "%s", r->err);
   submit(&z, r, other, 2, 2, first, NULL);
   cr_assert_eq(r->status, 0, "cycle 2 is another cycle: %s%s", r->out, r->err);
@@ -841,7 +873,8 @@ Test(disburse, control_totals_and_resubmission) {
   const char *path = write_list(&z, "list.csv", 0, 5, NULL, &total);
   submit(&z, r, path, 1, 4, total, NULL);
   cr_assert_eq(r->status, 1, "a wrong count is refused: %s%s", r->out, r->err);
-  cr_assert(strstr(r->err, "refused") != NULL, "%s", r->err);
+  cr_assert(strstr(r->err, "batch refused: 3100") && strstr(r->err, "control totals"), "%s",
+            r->err);
   submit(&z, r, path, 1, 5, total - 1, NULL);
   cr_assert_eq(r->status, 1, "a total off by 0.01 is refused: %s%s", r->out, r->err);
   /* In chunks of 64 bytes: several requests, the options in the first. */
@@ -924,6 +957,7 @@ Test(disburse, budget_short_then_topped_up) {
   char batch[24];
   snprintf(batch, sizeof batch, "%" PRIu64, batch_of(r));
   CLI_REFUSED(&z, r, "approver", "disburse", "approve", batch);
+  cr_assert(strstr(r->err, "refused: ") && strstr(r->err, "budget"), "why: %s", r->err);
   prog_info pi = programme_show(&z);
   cr_assert_eq(pi.budget, 10000);
   cr_assert_eq(pi.available, 10000, "nothing reserved by a refused approval");
@@ -1069,6 +1103,7 @@ Test(disburse, cancel_mid_batch) {
       npaid++;
     } else {
       cr_assert_str_eq(w->status, "cancelled", "line %" PRIu64 " is %s", w->line, w->status);
+      cr_assert_str_eq(w->reason, "cancelled", "line %" PRIu64, w->line);
       cr_assert_eq(w->transfer_id[0] == '\0' || strlen(w->transfer_id) == 32, 1);
       ncancelled++;
     }
@@ -1112,6 +1147,7 @@ Test(disburse, payee_offline_then_back) {
   sleep_ms(1500); /* a few retries to beta meanwhile */
   s = batch_status(&z, batch);
   cr_assert_eq(s.n[3], 10, "only alpha's items are paid while beta is away");
+  cr_assert_eq(s.n[4], 0, "beta's items wait for a retry, they do not fail");
   cr_assert_str_neq(s.state, "completed");
   opsim_start(&z, 1);
   wait_status(&z, batch, state_is, "completed", T_PAY, "completed");
