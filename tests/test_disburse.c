@@ -1205,6 +1205,40 @@ Test(disburse, recurring_cycles_pay_once_per_cycle) {
   dz_done(&z);
 }
 
+/* A batch scheduled an hour ahead: approval reserves its total (nothing is paid yet), and a
+ * cancel before the start releases the reservation. */
+Test(disburse, scheduled_batch_cancelled_before_its_start) {
+  dz z;
+  dz_start(&z, 2);
+  make_programme(&z, 10000000);
+  prog_info before = programme_show(&z);
+  register_beneficiaries(&z, 4, NULL, 0);
+  uint64_t total = 0;
+  const char *path = write_list(&z, "list.csv", 0, 4, NULL, &total);
+  const char *later[] = {"--at", "+1h", NULL};
+  uint64_t batch = submit_and_approve(&z, path, 4, total, later);
+  status s = batch_status(&z, batch);
+  cr_assert_str_eq(s.state, "approved");
+  cr_assert_eq(s.n[3], 0, "nothing paid before the start");
+  prog_info held = programme_show(&z);
+  cr_assert_eq(held.reserved, total, "approval reserved the batch's total");
+  cr_assert_eq(held.available, before.available - total);
+  t_result *r = malloc(sizeof *r);
+  cr_assert_not_null(r);
+  CLI_OK(&z, r, "manager", "disburse", "status", u64s(batch));
+  cr_assert(strstr(r->out, "starts at ") != NULL, "%s", r->out);
+  CLI_OK(&z, r, "manager", "disburse", "cancel", u64s(batch));
+  s = wait_status(&z, batch, state_is, "cancelled", 30000, "cancelled");
+  prog_info after = programme_show(&z);
+  cr_assert_eq(after.reserved, 0);
+  cr_assert_eq(after.available, before.available, "the reservation is released");
+  cr_assert_eq(after.budget, before.budget);
+  for (int op = 0; op < 2; op++)
+    cr_assert_eq(opsim_credits(&z, op).in_count, 0, "%s: nothing paid", OPS[op]);
+  free(r);
+  dz_done(&z);
+}
+
 /* One beneficiary at a time (id masked in the output), an upload with refused rows named by
  * line, and who may register. */
 Test(disburse, beneficiary_registration) {
