@@ -103,10 +103,11 @@ struct sw_batch_file {
   size_t ncols;   /* fields of the header */
   unsigned char col_of[COL_N]; /* the column of each header field */
   bool present[COL_N];
-  size_t len[COL_N];
-  sw_batch_row row;
+  bool id_bad;     /* the current record's id broke a rule common to every id type */
+  size_t id_len;   /* its trimmed id, checked against the id type at the end of the record */
+  char id_raw[SW_PARTY_ID_MAX + 1];
+  sw_batch_row row; /* the current record, checked field by field as they arrive */
   char msg[BF_MSG];
-  char field[COL_N][SW_BATCH_FILE_FIELD_MAX];
 };
 
 const char *sw_batch_file_strerror(int err) {
@@ -223,10 +224,13 @@ static bool has_line_end(const unsigned char *p, size_t n) {
   return false;
 }
 
-/* s[0..len) with surrounding spaces and tabs removed. */
-static void trim(const char **s, size_t *len) {
+/* s[0..len) with surrounding spaces and tabs removed. libcsv already trims unquoted fields, so
+ * this is mostly the test of the fast path. */
+static inline void trim(const char **s, size_t *len) {
   const char *p = *s;
   size_t n = *len;
+  if (n == 0 || (p[0] != ' ' && p[0] != '\t' && p[n - 1] != ' ' && p[n - 1] != '\t'))
+    return;
   while (n && (*p == ' ' || *p == '\t')) {
     p++;
     n--;
@@ -255,6 +259,10 @@ static bool text_ok(const char *str, size_t len) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < len) {
+    while (i < len && s[i] >= 0x20 && s[i] < 0x7f) /* printable ASCII, the usual case */
+      i++;
+    if (i == len)
+      break;
     unsigned c = s[i];
     if (c < 0x80) {
       if (c < 0x20 || c == 0x7f)
@@ -446,54 +454,61 @@ static int check_age_band(const char *s, size_t len, sw_batch_row *r) {
   return 0;
 }
 
-/* Checks every present column of the current record into f->row; row->error gets the first
- * broken rule in column order. */
-static void check_row(sw_batch_file *f, sw_batch_row *r) {
-  for (int col = 0; col < COL_N; col++) {
-    if (!f->present[col])
-      continue;
-    const char *s = f->field[col];
-    size_t len = f->len[col];
-    trim(&s, &len);
-    int e = 0;
-    switch (col) {
-    case COL_ID_TYPE:
-      e = check_id_type(s, len, r);
-      break;
-    case COL_ID:
-      e = check_id(s, len, r);
-      break;
-    case COL_AMOUNT:
-      e = check_amount(s, len, f->currency.exponent, r);
-      break;
-    case COL_CURRENCY:
-      e = check_currency(s, len, &f->currency);
-      break;
-    case COL_REFERENCE:
-      e = check_text(s, len, SW_BATCH_FILE_REFERENCE_MAX, r->reference,
-                     SW_BATCH_FILE_ROW_REFERENCE);
-      break;
-    case COL_MSISDN:
-      e = check_msisdn(s, len, f->kind == SW_BATCH_FILE_REGISTER, r);
-      break;
-    case COL_OPERATOR:
-      e = check_operator(s, len, r);
-      break;
-    case COL_SEX:
-      e = check_sex(s, len, r);
-      break;
-    case COL_AGE_BAND:
-      e = check_age_band(s, len, r);
-      break;
-    case COL_REGION:
-      e = check_text(s, len, SW_BATCH_FILE_REGION_MAX, r->region, SW_BATCH_FILE_ROW_REGION);
-      break;
-    default:
-      break;
+/* Checks one trimmed field of column col into f->row: 0 or its row error. The id is only
+ * kept here (it is checked against the id type once the record is complete). Every rule
+ * refuses CR and LF, so a field that passes has no line end in it. */
+static int check_field(sw_batch_file *f, int col, const char *s, size_t len) {
+  sw_batch_row *r = &f->row;
+  switch (col) {
+  case COL_ID_TYPE:
+    return check_id_type(s, len, r);
+  case COL_ID:
+    /* An MSISDN id may carry a '+' more than SW_PARTY_ID_MAX allows. */
+    if (len > SW_PARTY_ID_MAX + 1 || !text_ok(s, len)) {
+      f->id_bad = true;
+      return SW_BATCH_FILE_ROW_ID;
     }
-    if (e && !r->error)
-      r->error = e;
+    memcpy(f->id_raw, s, len);
+    f->id_len = len;
+    return 0;
+  case COL_AMOUNT:
+    return check_amount(s, len, f->currency.exponent, r);
+  case COL_CURRENCY:
+    return check_currency(s, len, &f->currency);
+  case COL_REFERENCE:
+    return check_text(s, len, SW_BATCH_FILE_REFERENCE_MAX, r->reference,
+                      SW_BATCH_FILE_ROW_REFERENCE);
+  case COL_MSISDN:
+    return check_msisdn(s, len, f->kind == SW_BATCH_FILE_REGISTER, r);
+  case COL_OPERATOR:
+    return check_operator(s, len, r);
+  case COL_SEX:
+    return check_sex(s, len, r);
+  case COL_AGE_BAND:
+    return check_age_band(s, len, r);
+  case COL_REGION:
+    return check_text(s, len, SW_BATCH_FILE_REGION_MAX, r->region, SW_BATCH_FILE_ROW_REGION);
+  default:
+    return 0;
   }
+}
+
+/* Empties f->row for the next record (cheaper than clearing all of it: only the first byte of
+ * each string). */
+static void row_reset(sw_batch_file *f) {
+  sw_batch_row *r = &f->row;
+  r->error = 0;
+  r->id_type = 0;
+  r->id[0] = '\0';
+  r->amount = 0;
+  r->reference[0] = '\0';
+  r->msisdn[0] = '\0';
+  r->operator_id[0] = '\0';
+  r->sex = 'U';
+  r->age_band[0] = '\0';
+  r->region[0] = '\0';
+  f->id_bad = false;
+  f->id_len = 0;
 }
 
 /* ---------------------------------------------------------------- header */
@@ -572,23 +587,29 @@ static void field_cb(void *data, size_t len, void *arg) {
   if (f->status)
     return;
   f->after_cr = false;
-  if (f->nfields == 0)
+  if (f->nfields == 0) {
     f->rec_line = f->line;
-  if (has_line_end(data, len))
-    f->line += count_lines(data, len);
+    row_reset(f);
+  }
   if (len > SW_BATCH_FILE_FIELD_MAX) {
     bf_fail(f, SW_BATCH_FILE_E_TOO_LARGE, "line %llu: a field is longer than %d bytes",
             (unsigned long long)f->rec_line, SW_BATCH_FILE_FIELD_MAX);
     return;
   }
+  bool may_span = true; /* the field may hold line ends to count */
   if (!f->header_done) {
     header_field(f, data, len);
   } else if (f->nfields < f->ncols) {
-    unsigned col = f->col_of[f->nfields];
-    if (len)
-      memcpy(f->field[col], data, len);
-    f->len[col] = len;
+    const char *s = data;
+    size_t n = len;
+    trim(&s, &n);
+    int e = check_field(f, f->col_of[f->nfields], s, n);
+    if (e && (!f->row.error || e < f->row.error))
+      f->row.error = e;
+    may_span = e != 0;
   }
+  if (may_span && has_line_end(data, len))
+    f->line += count_lines(data, len);
   f->nfields++;
 }
 
@@ -599,13 +620,16 @@ static void record_end(sw_batch_file *f) {
     return;
   }
   sw_batch_row *r = &f->row;
-  memset(r, 0, sizeof *r);
-  r->line = f->rec_line;
-  r->sex = 'U';
-  if (f->nfields != f->ncols)
+  if (f->nfields != f->ncols) {
+    row_reset(f);
     r->error = SW_BATCH_FILE_ROW_FIELDS;
-  else
-    check_row(f, r);
+  } else if (!f->id_bad) {
+    /* Only now is the id type known, whatever the order of the columns. */
+    int e = check_id(f->id_raw, f->id_len, r);
+    if (e && (!r->error || e < r->error))
+      r->error = e;
+  }
+  r->line = f->rec_line;
   f->rows++;
   if (f->cb(r, f->arg) != 0)
     bf_fail(f, SW_BATCH_FILE_E_STOPPED, "line %llu: stopped by the row callback",
