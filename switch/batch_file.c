@@ -13,8 +13,10 @@
  *
  * Memory: libcsv grows one buffer for the field being read. Its realloc function refuses to go
  * past BF_CSV_BUF, so a hostile field stops at that size (CSV_ENOMEM with a full buffer, which
- * is reported as SW_BATCH_FILE_E_TOO_LARGE). Each record's fields are copied into fixed arrays
- * of the reader and checked into the one sw_batch_row it reuses.
+ * is reported as SW_BATCH_FILE_E_TOO_LARGE). Each field is checked as libcsv delivers it,
+ * straight into the one sw_batch_row the reader reuses; only the id waits (in a fixed array) for
+ * the end of the record, since its rule depends on the id type, which may come after it. A
+ * field that passes its rule holds no CR or LF, so only failing fields are scanned for lines.
  */
 #include "batch_file.h"
 
@@ -78,8 +80,8 @@ static const struct {
   const char *name;
   char code;
 } sexes[] = {
-    {"f", 'F'}, {"female", 'F'}, {"m", 'M'},     {"male", 'M'},
-    {"o", 'O'}, {"other", 'O'},  {"u", 'U'},     {"unknown", 'U'},
+    {"f", 'F'}, {"female", 'F'}, {"m", 'M'}, {"male", 'M'},
+    {"o", 'O'}, {"other", 'O'},  {"u", 'U'}, {"unknown", 'U'},
 };
 
 static const unsigned char utf8_bom[3] = {0xef, 0xbb, 0xbf};
@@ -93,18 +95,18 @@ struct sw_batch_file {
   int status;    /* the first file error; non-zero = poisoned */
   bool finished; /* sw_batch_file_finish succeeded */
   bool header_done;
-  bool bom_done; /* the first bytes were checked for a BOM */
-  size_t nbom;   /* bytes of a BOM seen so far, held back */
+  bool bom_done;     /* the first bytes were checked for a BOM */
+  size_t nbom;       /* bytes of a BOM seen so far, held back */
   uint64_t line;     /* line of libcsv's position, as far as the callbacks have seen */
   uint64_t rec_line; /* where the current record started */
   bool after_cr;     /* the last thing libcsv reported was a record ended by a CR */
   uint64_t rows, max_rows;
-  size_t nfields; /* fields of the current record so far */
-  size_t ncols;   /* fields of the header */
+  size_t nfields;              /* fields of the current record so far */
+  size_t ncols;                /* fields of the header */
   unsigned char col_of[COL_N]; /* the column of each header field */
   bool present[COL_N];
-  bool id_bad;     /* the current record's id broke a rule common to every id type */
-  size_t id_len;   /* its trimmed id, checked against the id type at the end of the record */
+  bool id_bad;   /* the current record's id broke a rule common to every id type */
+  size_t id_len; /* its trimmed id, checked against the id type at the end of the record */
   char id_raw[SW_PARTY_ID_MAX + 1];
   sw_batch_row row; /* the current record, checked field by field as they arrive */
   char msg[BF_MSG];
@@ -445,8 +447,8 @@ static int check_age_band(const char *s, size_t len, sw_batch_row *r) {
     return SW_BATCH_FILE_ROW_AGE_BAND;
   for (size_t i = 0; i < len; i++) {
     char c = s[i];
-    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-          c == '+' || c == '-' || c == '<' || c == '>'))
+    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '+' ||
+          c == '-' || c == '<' || c == '>'))
       return SW_BATCH_FILE_ROW_AGE_BAND;
   }
   memcpy(r->age_band, s, len);
@@ -655,12 +657,14 @@ static void record_cb(int c, void *arg) {
 }
 
 /* libcsv's field buffer never grows past BF_CSV_BUF. */
-static void *bf_realloc(void *p, size_t n) { return n > BF_CSV_BUF ? NULL : realloc(p, n); }
+static void *bf_realloc(void *p, size_t n) {
+  return n > BF_CSV_BUF ? NULL : realloc(p, n);
+}
 
 /* ---------------------------------------------------------------- reader */
 
-int sw_batch_file_new(sw_batch_file_kind kind, const sw_currency *currency,
-                      sw_batch_file_row_cb cb, void *arg, sw_batch_file **out) {
+int sw_batch_file_new(sw_batch_file_kind kind, const sw_currency *currency, sw_batch_file_row_cb cb,
+                      void *arg, sw_batch_file **out) {
   if (!out || !cb || (kind != SW_BATCH_FILE_LIST && kind != SW_BATCH_FILE_REGISTER) ||
       (kind == SW_BATCH_FILE_LIST && !currency))
     return SW_BATCH_FILE_E_INVAL;
@@ -699,7 +703,9 @@ int sw_batch_file_set_max_rows(sw_batch_file *f, uint64_t max_rows) {
   return 0;
 }
 
-uint64_t sw_batch_file_rows(const sw_batch_file *f) { return f ? f->rows : 0; }
+uint64_t sw_batch_file_rows(const sw_batch_file *f) {
+  return f ? f->rows : 0;
+}
 
 /* Hands p[0..n) to libcsv in pieces of BF_CHUNK, stopping at the first error. */
 static int bf_parse(sw_batch_file *f, const unsigned char *p, size_t n) {
