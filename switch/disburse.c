@@ -151,7 +151,7 @@ static int load_programme(sw_conn *c, uint64_t corr, const char *id, sw_programm
     sw_dstore_abort(t);
   }
   if (rc) {
-    sw_disburse_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? 3200 : SW_ERR_INTERNAL,
+    sw_disburse_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? SW_ERR_ID_NOT_FOUND : SW_ERR_INTERNAL,
                       rc == SW_DSTORE_E_NOTFOUND ? "programme not found" : sw_dstore_strerror(rc));
     return -1;
   }
@@ -169,7 +169,7 @@ static int load_batch(sw_conn *c, uint64_t corr, uint64_t number, sw_batch *b) {
   if (!rc && b->state == SW_BATCH_VALIDATING)
     rc = SW_DSTORE_E_NOTFOUND;
   if (rc) {
-    sw_disburse_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? 3200 : SW_ERR_INTERNAL,
+    sw_disburse_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? SW_ERR_ID_NOT_FOUND : SW_ERR_INTERNAL,
                       rc == SW_DSTORE_E_NOTFOUND ? "batch not found" : sw_dstore_strerror(rc));
     return -1;
   }
