@@ -273,6 +273,13 @@ static void item_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_
   it->completed_ms = at;
   it->dirty = 1;
   r->unfinished--;
+  sw_metrics *m = &r->d->sw->metrics;
+  if (status == SW_ITEM_PAID)
+    m->disburse_paid++;
+  else if (status == SW_ITEM_FAILED)
+    m->disburse_failed++;
+  else
+    m->disburse_cancelled++;
   if (status == SW_ITEM_PAID) {
     r->paid_count++;
   } else if (r->b.cycle_funded) { /* its amount is in the escrow: back to the budget */
@@ -293,6 +300,7 @@ static void item_not_paid(sw_run *r, uint32_t i, unsigned code, int reached_ledg
     if (delay > 60000)
       delay = 60000;
     it->code = code;
+    r->d->sw->metrics.disburse_retries++;
     retry_later(r, i, sw_now_ms() + delay);
     return;
   }
