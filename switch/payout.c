@@ -88,6 +88,7 @@ typedef struct item_ctx {
 
 static void run_start_cycle(sw_run *r);
 static void item_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at);
+static void item_restore(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at);
 static void run_finish_cycle(sw_run *r);
 static void run_free(sw_disburse *d, sw_run *r);
 
@@ -262,7 +263,10 @@ static int transient(unsigned code) {
          code == SW_ERR_INTERNAL || code == SW_ERR_UNAVAILABLE || code == SW_ERR_PAYEE_PERMISSION;
 }
 
-static void item_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at) {
+/* Item i is final: status with reason code at `at`. item_restore: the same for an item found
+ * final after a restart (not counted again in the metrics). */
+static void item_set_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at,
+                           int count) {
   run_item *it = &r->items[i];
   if (it->retry_wait) {
     it->retry_wait = 0;
@@ -274,11 +278,11 @@ static void item_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_
   it->dirty = 1;
   r->unfinished--;
   sw_metrics *m = &r->d->sw->metrics;
-  if (status == SW_ITEM_PAID)
+  if (count && status == SW_ITEM_PAID)
     m->disburse_paid++;
-  else if (status == SW_ITEM_FAILED)
+  else if (count && status == SW_ITEM_FAILED)
     m->disburse_failed++;
-  else
+  else if (count)
     m->disburse_cancelled++;
   if (status == SW_ITEM_PAID) {
     r->paid_count++;
@@ -286,6 +290,14 @@ static void item_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_
     it->release = REL_QUEUED;
     r->releases_open++;
   }
+}
+
+static void item_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at) {
+  item_set_final(r, i, status, code, at, 1);
+}
+
+static void item_restore(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at) {
+  item_set_final(r, i, status, code, at, 0);
 }
 
 /* Where a try that did not commit leaves item i: retried later, or failed. `reached_ledger`:
@@ -725,7 +737,7 @@ static int item_probe(sw_run *r, uint32_t i, const sw_batch_item *rec) {
       return -1;
     if (ps == LEDGER_PENDING_POSTED) {
       it->attempt = (uint8_t)a;
-      item_final(r, i, SW_ITEM_PAID, 0, resolved / 1000000);
+      item_restore(r, i, SW_ITEM_PAID, 0, resolved / 1000000);
       return 0;
     }
     if (ps == LEDGER_PENDING_OPEN) {
@@ -772,12 +784,12 @@ static int resume_item_cb(uint32_t index, const sw_batch_item *rec, void *arg) {
   it->amount = rec->amount;
   it->code = st.code;
   if (st.status == SW_ITEM_FAILED || st.status == SW_ITEM_CANCELLED) {
-    item_final(r, index, st.status, st.code, st.completed_ms);
+    item_restore(r, index, st.status, st.code, st.completed_ms);
     it->dirty = 0;
     return 0; /* its release is submitted again: a repeat is `exists` */
   }
   if (st.status == SW_ITEM_PAID) {
-    item_final(r, index, SW_ITEM_PAID, 0, st.completed_ms);
+    item_restore(r, index, SW_ITEM_PAID, 0, st.completed_ms);
     it->dirty = 0;
     return 0;
   }
