@@ -13,8 +13,10 @@
  *
  * Memory: libcsv grows one buffer for the field being read. Its realloc function refuses to go
  * past BF_CSV_BUF, so a hostile field stops at that size (CSV_ENOMEM with a full buffer, which
- * is reported as SW_BATCH_FILE_E_TOO_LARGE). Each record's fields are copied into fixed arrays
- * of the reader and checked into the one sw_batch_row it reuses.
+ * is reported as SW_BATCH_FILE_E_TOO_LARGE). Each field is checked as libcsv delivers it,
+ * straight into the one sw_batch_row the reader reuses; only the id waits (in a fixed array) for
+ * the end of the record, since its rule depends on the id type, which may come after it. A
+ * field that passes its rule holds no CR or LF, so only failing fields are scanned for lines.
  */
 #include "batch_file.h"
 
@@ -78,8 +80,8 @@ static const struct {
   const char *name;
   char code;
 } sexes[] = {
-    {"f", 'F'}, {"female", 'F'}, {"m", 'M'},     {"male", 'M'},
-    {"o", 'O'}, {"other", 'O'},  {"u", 'U'},     {"unknown", 'U'},
+    {"f", 'F'}, {"female", 'F'}, {"m", 'M'}, {"male", 'M'},
+    {"o", 'O'}, {"other", 'O'},  {"u", 'U'}, {"unknown", 'U'},
 };
 
 static const unsigned char utf8_bom[3] = {0xef, 0xbb, 0xbf};
@@ -93,20 +95,21 @@ struct sw_batch_file {
   int status;    /* the first file error; non-zero = poisoned */
   bool finished; /* sw_batch_file_finish succeeded */
   bool header_done;
-  bool bom_done; /* the first bytes were checked for a BOM */
-  size_t nbom;   /* bytes of a BOM seen so far, held back */
+  bool bom_done;     /* the first bytes were checked for a BOM */
+  size_t nbom;       /* bytes of a BOM seen so far, held back */
   uint64_t line;     /* line of libcsv's position, as far as the callbacks have seen */
   uint64_t rec_line; /* where the current record started */
   bool after_cr;     /* the last thing libcsv reported was a record ended by a CR */
   uint64_t rows, max_rows;
-  size_t nfields; /* fields of the current record so far */
-  size_t ncols;   /* fields of the header */
+  size_t nfields;              /* fields of the current record so far */
+  size_t ncols;                /* fields of the header */
   unsigned char col_of[COL_N]; /* the column of each header field */
   bool present[COL_N];
-  size_t len[COL_N];
-  sw_batch_row row;
+  bool id_bad;   /* the current record's id broke a rule common to every id type */
+  size_t id_len; /* its trimmed id, checked against the id type at the end of the record */
+  char id_raw[SW_PARTY_ID_MAX + 1];
+  sw_batch_row row; /* the current record, checked field by field as they arrive */
   char msg[BF_MSG];
-  char field[COL_N][SW_BATCH_FILE_FIELD_MAX];
 };
 
 const char *sw_batch_file_strerror(int err) {
@@ -223,10 +226,13 @@ static bool has_line_end(const unsigned char *p, size_t n) {
   return false;
 }
 
-/* s[0..len) with surrounding spaces and tabs removed. */
-static void trim(const char **s, size_t *len) {
+/* s[0..len) with surrounding spaces and tabs removed. libcsv already trims unquoted fields, so
+ * this is mostly the test of the fast path. */
+static inline void trim(const char **s, size_t *len) {
   const char *p = *s;
   size_t n = *len;
+  if (n == 0 || (p[0] != ' ' && p[0] != '\t' && p[n - 1] != ' ' && p[n - 1] != '\t'))
+    return;
   while (n && (*p == ' ' || *p == '\t')) {
     p++;
     n--;
@@ -255,6 +261,10 @@ static bool text_ok(const char *str, size_t len) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < len) {
+    while (i < len && s[i] >= 0x20 && s[i] < 0x7f) /* printable ASCII, the usual case */
+      i++;
+    if (i == len)
+      break;
     unsigned c = s[i];
     if (c < 0x80) {
       if (c < 0x20 || c == 0x7f)
@@ -437,8 +447,8 @@ static int check_age_band(const char *s, size_t len, sw_batch_row *r) {
     return SW_BATCH_FILE_ROW_AGE_BAND;
   for (size_t i = 0; i < len; i++) {
     char c = s[i];
-    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-          c == '+' || c == '-' || c == '<' || c == '>'))
+    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '+' ||
+          c == '-' || c == '<' || c == '>'))
       return SW_BATCH_FILE_ROW_AGE_BAND;
   }
   memcpy(r->age_band, s, len);
@@ -446,54 +456,61 @@ static int check_age_band(const char *s, size_t len, sw_batch_row *r) {
   return 0;
 }
 
-/* Checks every present column of the current record into f->row; row->error gets the first
- * broken rule in column order. */
-static void check_row(sw_batch_file *f, sw_batch_row *r) {
-  for (int col = 0; col < COL_N; col++) {
-    if (!f->present[col])
-      continue;
-    const char *s = f->field[col];
-    size_t len = f->len[col];
-    trim(&s, &len);
-    int e = 0;
-    switch (col) {
-    case COL_ID_TYPE:
-      e = check_id_type(s, len, r);
-      break;
-    case COL_ID:
-      e = check_id(s, len, r);
-      break;
-    case COL_AMOUNT:
-      e = check_amount(s, len, f->currency.exponent, r);
-      break;
-    case COL_CURRENCY:
-      e = check_currency(s, len, &f->currency);
-      break;
-    case COL_REFERENCE:
-      e = check_text(s, len, SW_BATCH_FILE_REFERENCE_MAX, r->reference,
-                     SW_BATCH_FILE_ROW_REFERENCE);
-      break;
-    case COL_MSISDN:
-      e = check_msisdn(s, len, f->kind == SW_BATCH_FILE_REGISTER, r);
-      break;
-    case COL_OPERATOR:
-      e = check_operator(s, len, r);
-      break;
-    case COL_SEX:
-      e = check_sex(s, len, r);
-      break;
-    case COL_AGE_BAND:
-      e = check_age_band(s, len, r);
-      break;
-    case COL_REGION:
-      e = check_text(s, len, SW_BATCH_FILE_REGION_MAX, r->region, SW_BATCH_FILE_ROW_REGION);
-      break;
-    default:
-      break;
+/* Checks one trimmed field of column col into f->row: 0 or its row error. The id is only
+ * kept here (it is checked against the id type once the record is complete). Every rule
+ * refuses CR and LF, so a field that passes has no line end in it. */
+static int check_field(sw_batch_file *f, int col, const char *s, size_t len) {
+  sw_batch_row *r = &f->row;
+  switch (col) {
+  case COL_ID_TYPE:
+    return check_id_type(s, len, r);
+  case COL_ID:
+    /* An MSISDN id may carry a '+' more than SW_PARTY_ID_MAX allows. */
+    if (len > SW_PARTY_ID_MAX + 1 || !text_ok(s, len)) {
+      f->id_bad = true;
+      return SW_BATCH_FILE_ROW_ID;
     }
-    if (e && !r->error)
-      r->error = e;
+    memcpy(f->id_raw, s, len);
+    f->id_len = len;
+    return 0;
+  case COL_AMOUNT:
+    return check_amount(s, len, f->currency.exponent, r);
+  case COL_CURRENCY:
+    return check_currency(s, len, &f->currency);
+  case COL_REFERENCE:
+    return check_text(s, len, SW_BATCH_FILE_REFERENCE_MAX, r->reference,
+                      SW_BATCH_FILE_ROW_REFERENCE);
+  case COL_MSISDN:
+    return check_msisdn(s, len, f->kind == SW_BATCH_FILE_REGISTER, r);
+  case COL_OPERATOR:
+    return check_operator(s, len, r);
+  case COL_SEX:
+    return check_sex(s, len, r);
+  case COL_AGE_BAND:
+    return check_age_band(s, len, r);
+  case COL_REGION:
+    return check_text(s, len, SW_BATCH_FILE_REGION_MAX, r->region, SW_BATCH_FILE_ROW_REGION);
+  default:
+    return 0;
   }
+}
+
+/* Empties f->row for the next record (cheaper than clearing all of it: only the first byte of
+ * each string). */
+static void row_reset(sw_batch_file *f) {
+  sw_batch_row *r = &f->row;
+  r->error = 0;
+  r->id_type = 0;
+  r->id[0] = '\0';
+  r->amount = 0;
+  r->reference[0] = '\0';
+  r->msisdn[0] = '\0';
+  r->operator_id[0] = '\0';
+  r->sex = 'U';
+  r->age_band[0] = '\0';
+  r->region[0] = '\0';
+  f->id_bad = false;
+  f->id_len = 0;
 }
 
 /* ---------------------------------------------------------------- header */
@@ -572,23 +589,29 @@ static void field_cb(void *data, size_t len, void *arg) {
   if (f->status)
     return;
   f->after_cr = false;
-  if (f->nfields == 0)
+  if (f->nfields == 0) {
     f->rec_line = f->line;
-  if (has_line_end(data, len))
-    f->line += count_lines(data, len);
+    row_reset(f);
+  }
   if (len > SW_BATCH_FILE_FIELD_MAX) {
     bf_fail(f, SW_BATCH_FILE_E_TOO_LARGE, "line %llu: a field is longer than %d bytes",
             (unsigned long long)f->rec_line, SW_BATCH_FILE_FIELD_MAX);
     return;
   }
+  bool may_span = true; /* the field may hold line ends to count */
   if (!f->header_done) {
     header_field(f, data, len);
   } else if (f->nfields < f->ncols) {
-    unsigned col = f->col_of[f->nfields];
-    if (len)
-      memcpy(f->field[col], data, len);
-    f->len[col] = len;
+    const char *s = data;
+    size_t n = len;
+    trim(&s, &n);
+    int e = check_field(f, f->col_of[f->nfields], s, n);
+    if (e && (!f->row.error || e < f->row.error))
+      f->row.error = e;
+    may_span = e != 0;
   }
+  if (may_span && has_line_end(data, len))
+    f->line += count_lines(data, len);
   f->nfields++;
 }
 
@@ -599,13 +622,16 @@ static void record_end(sw_batch_file *f) {
     return;
   }
   sw_batch_row *r = &f->row;
-  memset(r, 0, sizeof *r);
-  r->line = f->rec_line;
-  r->sex = 'U';
-  if (f->nfields != f->ncols)
+  if (f->nfields != f->ncols) {
+    row_reset(f);
     r->error = SW_BATCH_FILE_ROW_FIELDS;
-  else
-    check_row(f, r);
+  } else if (!f->id_bad) {
+    /* Only now is the id type known, whatever the order of the columns. */
+    int e = check_id(f->id_raw, f->id_len, r);
+    if (e && (!r->error || e < r->error))
+      r->error = e;
+  }
+  r->line = f->rec_line;
   f->rows++;
   if (f->cb(r, f->arg) != 0)
     bf_fail(f, SW_BATCH_FILE_E_STOPPED, "line %llu: stopped by the row callback",
@@ -631,12 +657,14 @@ static void record_cb(int c, void *arg) {
 }
 
 /* libcsv's field buffer never grows past BF_CSV_BUF. */
-static void *bf_realloc(void *p, size_t n) { return n > BF_CSV_BUF ? NULL : realloc(p, n); }
+static void *bf_realloc(void *p, size_t n) {
+  return n > BF_CSV_BUF ? NULL : realloc(p, n);
+}
 
 /* ---------------------------------------------------------------- reader */
 
-int sw_batch_file_new(sw_batch_file_kind kind, const sw_currency *currency,
-                      sw_batch_file_row_cb cb, void *arg, sw_batch_file **out) {
+int sw_batch_file_new(sw_batch_file_kind kind, const sw_currency *currency, sw_batch_file_row_cb cb,
+                      void *arg, sw_batch_file **out) {
   if (!out || !cb || (kind != SW_BATCH_FILE_LIST && kind != SW_BATCH_FILE_REGISTER) ||
       (kind == SW_BATCH_FILE_LIST && !currency))
     return SW_BATCH_FILE_E_INVAL;
@@ -675,7 +703,9 @@ int sw_batch_file_set_max_rows(sw_batch_file *f, uint64_t max_rows) {
   return 0;
 }
 
-uint64_t sw_batch_file_rows(const sw_batch_file *f) { return f ? f->rows : 0; }
+uint64_t sw_batch_file_rows(const sw_batch_file *f) {
+  return f ? f->rows : 0;
+}
 
 /* Hands p[0..n) to libcsv in pieces of BF_CHUNK, stopping at the first error. */
 static int bf_parse(sw_batch_file *f, const unsigned char *p, size_t n) {

@@ -2,15 +2,16 @@
  * the disbursement list (SW_BATCH_FILE_LIST: who gets how much) and the beneficiary
  * registration file (SW_BATCH_FILE_REGISTER: which MSISDN / operator serves a beneficiary).
  *
- * Format: RFC 4180 CSV in UTF-8, comma separated, one header row, LF or CRLF line ends, quoted
- * fields with "" escapes; a UTF-8 byte-order mark at the very start is skipped. libcsv does the
- * CSV syntax (strict mode); this module maps the header to columns, checks every field and
+ * Format: RFC 4180 CSV in UTF-8, comma separated, one header row, LF or CRLF line ends (a lone
+ * CR ends a line too), quoted fields with "" escapes; a UTF-8 byte-order mark at the very start
+ * is skipped; blank lines are skipped; spaces and tabs around every value are removed. libcsv does
+ * the CSV syntax (strict mode); this module maps the header to columns, checks every field and
  * hands each record to a callback as a fixed-size sw_batch_row.
  *
  * The reader is incremental: feed it the bytes in pieces of any size (a record, a field or a
- * CRLF may be split anywhere), then finish it. It holds no more than one field (at most
- * SW_BATCH_FILE_FIELD_MAX bytes) and one record's fields, whatever the input: memory does not
- * grow with hostile input, and nothing is allocated per row.
+ * CRLF may be split anywhere), then finish it. It holds no more than the field being read (at
+ * most SW_BATCH_FILE_FIELD_MAX bytes) and the record's sw_batch_row, whatever the input: memory
+ * does not grow with hostile input, and nothing is allocated per row.
  *
  * Two kinds of failure:
  *  - a row error (SW_BATCH_FILE_ROW_*): one record breaks a field rule. The record is still
@@ -31,11 +32,11 @@
 #include "currency.h"
 #include "registry.h"
 
-#define SW_BATCH_FILE_FIELD_MAX 1024          /* bytes of one field, quotes excluded */
-#define SW_BATCH_FILE_ROWS_MAX 10000000       /* records of one file, header excluded */
-#define SW_BATCH_FILE_REFERENCE_MAX 64        /* bytes of a reference */
-#define SW_BATCH_FILE_AGE_BAND_MAX 15         /* characters of an age band */
-#define SW_BATCH_FILE_REGION_MAX 48           /* bytes of a region */
+#define SW_BATCH_FILE_FIELD_MAX 1024    /* bytes of one field, quotes excluded */
+#define SW_BATCH_FILE_ROWS_MAX 10000000 /* records of one file, header excluded */
+#define SW_BATCH_FILE_REFERENCE_MAX 64  /* bytes of a reference */
+#define SW_BATCH_FILE_AGE_BAND_MAX 15   /* characters of an age band */
+#define SW_BATCH_FILE_REGION_MAX 48     /* bytes of a region */
 
 typedef enum { SW_BATCH_FILE_LIST = 1, SW_BATCH_FILE_REGISTER = 2 } sw_batch_file_kind;
 
@@ -102,10 +103,11 @@ typedef struct sw_batch_file sw_batch_file; /* an incremental reader */
 
 /* Creates a reader of a file of `kind`. currency: the programme's currency (borrowed for the
  * reader's life; required for LIST, ignored for REGISTER). cb and arg are kept. One allocation
- * of about 12 KiB plus libcsv's field buffer (SW_BATCH_FILE_FIELD_MAX + 64 bytes).
+ * of about 1 KiB, and libcsv's field buffer (SW_BATCH_FILE_FIELD_MAX + 64 bytes) at the first
+ * feed.
  * Errors: _INVAL (bad kind, NULL cb / out, LIST without currency), _NOMEM. */
-int sw_batch_file_new(sw_batch_file_kind kind, const sw_currency *currency,
-                      sw_batch_file_row_cb cb, void *arg, sw_batch_file **out);
+int sw_batch_file_new(sw_batch_file_kind kind, const sw_currency *currency, sw_batch_file_row_cb cb,
+                      void *arg, sw_batch_file **out);
 
 /* Feeds the next bytes (any split, even mid-field or mid-CRLF); bytes are borrowed for the call.
  * Calls cb for each complete record. O(n). On error, err[errlen] (when err is not NULL) gets a

@@ -37,6 +37,7 @@ typedef struct sw_metrics {
   uint64_t transfers_committed, transfers_aborted, transfers_expired, transfers_rejected;
   uint64_t prepares, fulfils, duplicates;
   uint64_t connections_accepted, connections_refused, frames_in, frames_out, frame_errors;
+  uint64_t disburse_paid, disburse_failed, disburse_cancelled, disburse_retries;
 } sw_metrics;
 
 struct sw_switch {

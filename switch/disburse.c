@@ -151,7 +151,7 @@ static int load_programme(sw_conn *c, uint64_t corr, const char *id, sw_programm
     sw_dstore_abort(t);
   }
   if (rc) {
-    sw_disburse_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? 3200 : SW_ERR_INTERNAL,
+    sw_disburse_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? SW_ERR_ID_NOT_FOUND : SW_ERR_INTERNAL,
                       rc == SW_DSTORE_E_NOTFOUND ? "programme not found" : sw_dstore_strerror(rc));
     return -1;
   }
@@ -169,7 +169,7 @@ static int load_batch(sw_conn *c, uint64_t corr, uint64_t number, sw_batch *b) {
   if (!rc && b->state == SW_BATCH_VALIDATING)
     rc = SW_DSTORE_E_NOTFOUND;
   if (rc) {
-    sw_disburse_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? 3200 : SW_ERR_INTERNAL,
+    sw_disburse_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? SW_ERR_ID_NOT_FOUND : SW_ERR_INTERNAL,
                       rc == SW_DSTORE_E_NOTFOUND ? "batch not found" : sw_dstore_strerror(rc));
     return -1;
   }
@@ -619,19 +619,12 @@ static int drop_cycle_entries_cb(uint32_t index, const sw_batch_item *it, void *
   return 0;
 }
 
-/* Removes what a batch that will never pay left in the store: its cycle index entries and its
- * items (its refused rows stay for the report). Within transaction t. */
-static int batch_unstage(sw_dstore_txn *t, const sw_batch *b, int keep_rejects) {
+/* Removes what a batch that will never pay left in the store: its cycle index entries, its
+ * items and refused rows. Within transaction t. */
+static int batch_unstage(sw_dstore_txn *t, const sw_batch *b) {
   void *a[2] = {t, (void *)b};
   int rc = sw_dstore_item_each(t, b->number, 0, drop_cycle_entries_cb, a);
-  if (!rc && !keep_rejects)
-    rc = sw_dstore_batch_purge(t, b->number);
-  else if (!rc) {
-    /* purge items and statuses only: rejects are kept by re-adding nothing (they are keyed
-       apart, so purge the items range by hand) */
-    rc = sw_dstore_batch_purge(t, b->number);
-  }
-  return rc;
+  return rc ? rc : sw_dstore_batch_purge(t, b->number, 0);
 }
 
 /* Drops an unfinished upload: its staged batch is deleted. */
@@ -642,7 +635,7 @@ static void upload_abandon(sw_disburse *d, sw_upload *u) {
     if (sw_dstore_begin(d->store, 0, &t) == 0) {
       u->batch.state = SW_BATCH_REFUSED;
       snprintf(u->batch.refusal, sizeof u->batch.refusal, "upload abandoned");
-      if (batch_unstage(t, &u->batch, 0) || sw_dstore_batch_put(t, &u->batch))
+      if (batch_unstage(t, &u->batch) || sw_dstore_batch_put(t, &u->batch))
         sw_dstore_abort(t);
       else
         sw_dstore_commit(t);
@@ -901,6 +894,8 @@ static void list_finish(sw_conn *c, uint64_t corr, sw_upload *u) {
     /* keep the refused rows for the report; drop the items and their index entries */
     void *a[2] = {t, b};
     rc = sw_dstore_item_each(t, b->number, 0, drop_cycle_entries_cb, a);
+    if (!rc)
+      rc = sw_dstore_batch_purge(t, b->number, 1);
   }
   if (!rc && !u->failed)
     rc = sw_dstore_file_put(t, b->programme, b->first_cycle, b->file_sha256, b->number);
@@ -948,6 +943,42 @@ static void list_finish(sw_conn *c, uint64_t corr, sw_upload *u) {
   free(ptrs);
 }
 
+/* Ends the input of an upload: the last record is delivered and checked. */
+static void upload_end(sw_upload *u) {
+  if (u->failed || u->existing_batch)
+    return;
+  int rc = sw_dstore_begin(u->d->store, 0, &u->txn);
+  if (rc) {
+    upload_fail(u, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
+    return;
+  }
+  char err[200];
+  rc = sw_batch_file_finish(u->reader, err, sizeof err);
+  if (u->store_failed) {
+    sw_dstore_abort(u->txn);
+    upload_fail(u, SW_ERR_INTERNAL, sw_dstore_strerror(u->store_failed));
+  } else {
+    int crc = sw_dstore_commit(u->txn);
+    if (crc)
+      upload_fail(u, SW_ERR_INTERNAL, sw_dstore_strerror(crc));
+    else if (rc)
+      upload_fail(u, SW_ERR_VALIDATION, err);
+  }
+  u->txn = NULL;
+}
+
+/* Answers the last chunk (or the first one after which the file cannot be accepted) and frees
+ * the upload, which is no longer listed. */
+static void upload_answer(sw_conn *c, uint64_t corr, sw_upload *u) {
+  if (u->kind == SW_BATCH_FILE_LIST)
+    list_finish(c, corr, u);
+  else if (u->failed)
+    sw_disburse_reply(c->sw, c->id, corr, u->fail_code, u->fail_text);
+  else
+    register_finish(c, corr, u);
+  upload_free(u);
+}
+
 static void upload_chunk(sw_conn *c, uint64_t corr, int kind, const Tuma__V1__BatchSubmit *bs,
                          const Tuma__V1__FileChunk *ch) {
   sw_disburse *d = c->sw->disburse;
@@ -963,51 +994,16 @@ static void upload_chunk(sw_conn *c, uint64_t corr, int kind, const Tuma__V1__Ba
   if (!u && !(u = upload_start(c, corr, kind, bs, ch)))
     return;
   upload_feed(u, ch->data.data, ch->data.len);
-  if (!ch->last) {
-    if (u->failed && !u->existing_batch) { /* no point in sending the rest */
-      upload_unlink(d, u);
-      list_or_register_refuse:
-      if (u->kind == SW_BATCH_FILE_LIST)
-        list_finish(c, corr, u);
-      else
-        sw_disburse_reply(c->sw, c->id, corr, u->fail_code, u->fail_text);
-      upload_free(u);
-      return;
-    }
-    sw_disburse_reply(c->sw, c->id, corr, 0, NULL);
-    return;
-  }
-  upload_unlink(d, u);
-  if (!u->failed && !u->existing_batch) {
-    char err[200];
-    if (u->kind == SW_BATCH_FILE_LIST || u->kind == SW_BATCH_FILE_REGISTER) {
-      int rc = sw_dstore_begin(d->store, 0, &u->txn);
-      if (!rc) {
-        rc = sw_batch_file_finish(u->reader, err, sizeof err);
-        if (u->store_failed) {
-          sw_dstore_abort(u->txn);
-          upload_fail(u, SW_ERR_INTERNAL, sw_dstore_strerror(u->store_failed));
-        } else {
-          int crc = sw_dstore_commit(u->txn);
-          if (crc)
-            upload_fail(u, SW_ERR_INTERNAL, sw_dstore_strerror(crc));
-          else if (rc)
-            upload_fail(u, SW_ERR_VALIDATION, err);
-        }
-        u->txn = NULL;
-      } else {
-        upload_fail(u, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
-      }
-    }
-  }
-  if (u->kind == SW_BATCH_FILE_REGISTER) {
-    if (u->failed)
-      goto list_or_register_refuse;
-    register_finish(c, corr, u);
+  if (ch->last) {
+    upload_unlink(d, u);
+    upload_end(u);
+    upload_answer(c, corr, u);
+  } else if (u->failed && !u->existing_batch) { /* refused already: no point in the rest */
+    upload_unlink(d, u);
+    upload_answer(c, corr, u);
   } else {
-    list_finish(c, corr, u);
+    sw_disburse_reply(c->sw, c->id, corr, 0, NULL);
   }
-  upload_free(u);
 }
 
 /* ---------------------------------------------------------------- approve, cancel */
@@ -1542,7 +1538,7 @@ static int discard_unfinished_uploads(sw_disburse *d) {
     sw_batch b;
     rc = sw_dstore_batch_get(t, list[1 + i], &b);
     if (!rc)
-      rc = batch_unstage(t, &b, 0);
+      rc = batch_unstage(t, &b);
     if (!rc) {
       b.state = SW_BATCH_REFUSED;
       snprintf(b.refusal, sizeof b.refusal, "upload interrupted by a restart");

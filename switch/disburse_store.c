@@ -382,10 +382,12 @@ static int purge_prefix(sw_dstore_txn *t, MDB_dbi dbi, const uint8_t *prefix, si
   int rc = mdb_cursor_open(t->txn, dbi, &c);
   if (rc)
     return map_err(rc);
-  MDB_val k = {plen, (void *)prefix}, v;
-  for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-       rc = mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT)) {
-    if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+  MDB_val k, v;
+  for (;;) { /* seek again after each delete: simple, and O(log n) each */
+    k.mv_size = plen;
+    k.mv_data = (void *)prefix;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc || k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
       break;
     if ((rc = mdb_cursor_del(c, 0)) != 0)
       break;
@@ -394,13 +396,13 @@ static int purge_prefix(sw_dstore_txn *t, MDB_dbi dbi, const uint8_t *prefix, si
   return rc == MDB_NOTFOUND || rc == 0 ? 0 : map_err(rc);
 }
 
-int sw_dstore_batch_purge(sw_dstore_txn *t, uint64_t batch) {
+int sw_dstore_batch_purge(sw_dstore_txn *t, uint64_t batch, int keep_rejects) {
   uint8_t k[8];
   put_be(k, batch, 8);
   int rc = purge_prefix(t, t->s->items, k, 8);
   if (!rc)
     rc = purge_prefix(t, t->s->status, k, 8);
-  if (!rc)
+  if (!rc && !keep_rejects)
     rc = purge_prefix(t, t->s->rejects, k, 8);
   return rc;
 }

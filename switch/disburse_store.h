@@ -161,8 +161,8 @@ int sw_dstore_item_get(sw_dstore_txn *t, uint64_t batch, uint32_t index, sw_batc
 /* Calls cb(index, item) for the items of batch from index `from`, in order; stops at non-zero. */
 int sw_dstore_item_each(sw_dstore_txn *t, uint64_t batch, uint32_t from,
                         int (*cb)(uint32_t index, const sw_batch_item *it, void *arg), void *arg);
-/* Deletes every item, status and refused row of batch. O(items). */
-int sw_dstore_batch_purge(sw_dstore_txn *t, uint64_t batch);
+/* Deletes every item and status of batch, and its refused rows unless keep_rejects. O(items). */
+int sw_dstore_batch_purge(sw_dstore_txn *t, uint64_t batch, int keep_rejects);
 
 /* Rows refused at validation: (batch, line) → reason text. */
 int sw_dstore_reject_put(sw_dstore_txn *t, uint64_t batch, uint64_t line, const char *reason);

@@ -3,6 +3,8 @@
 
 const char *sw_error_text(unsigned code) {
   switch (code) {
+  case SW_ERR_ID_NOT_FOUND:
+    return "generic ID not found";
   case SW_ERR_INTERNAL:
     return "internal server error";
   case SW_ERR_UNAVAILABLE:

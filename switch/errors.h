@@ -11,6 +11,7 @@ enum {
   SW_ERR_MISSING_ELEMENT = 3102,     /* missing mandatory element */
   SW_ERR_TOO_LARGE = 3104,           /* frame larger than max_frame_bytes */
   SW_ERR_MODIFIED_REQUEST = 3106,    /* same transfer id, different content */
+  SW_ERR_ID_NOT_FOUND = 3200,        /* generic id not found: programme, batch */
   SW_ERR_DESTINATION = 3201,         /* payee participant not connected or not reachable */
   SW_ERR_PAYEE_FSP_NOT_FOUND = 3203, /* payee participant unknown */
   SW_ERR_PARTY_NOT_FOUND = 3204,     /* party not in the directory */

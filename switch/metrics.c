@@ -81,6 +81,17 @@ static void metrics_cb(struct evhttp_request *req, void *arg) {
                       "tuma_ledger_commit_seconds_sum %.6f\n"
                       "tuma_ledger_commit_seconds_count %llu\n",
                       (unsigned long long)cum, lat->sum_seconds, (unsigned long long)lat->count);
+  evbuffer_add_printf(out,
+                      "# HELP tuma_disburse_items_total Disbursement items by final status.\n"
+                      "# TYPE tuma_disburse_items_total counter\n"
+                      "tuma_disburse_items_total{status=\"paid\"} %llu\n"
+                      "tuma_disburse_items_total{status=\"failed\"} %llu\n"
+                      "tuma_disburse_items_total{status=\"cancelled\"} %llu\n"
+                      "# TYPE tuma_disburse_retries_total counter\n"
+                      "tuma_disburse_retries_total %llu\n",
+                      (unsigned long long)m->disburse_paid, (unsigned long long)m->disburse_failed,
+                      (unsigned long long)m->disburse_cancelled,
+                      (unsigned long long)m->disburse_retries);
   evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                     "text/plain; version=0.0.4");
   evhttp_send_reply(req, 200, "OK", out);

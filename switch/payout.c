@@ -68,7 +68,10 @@ typedef struct sw_run {
   uint32_t in_flight;
   uint32_t unfinished;  /* not final (paid, failed, cancelled) */
   uint32_t releases_open; /* failed or cancelled items whose release is not yet durable */
-  uint32_t n_retry;     /* items waiting for a retry */
+  uint32_t n_retry;     /* items waiting for a retry (retry_wait set) */
+  uint32_t *retry;      /* their indices, unordered; entries whose retry_wait was cleared are
+                           dropped when met */
+  size_t retry_len, retry_cap;
   int ledger_ops;       /* ledger submissions of the run still open */
   double tokens;
   uint64_t last_ms;
@@ -84,6 +87,8 @@ typedef struct item_ctx {
 } item_ctx;
 
 static void run_start_cycle(sw_run *r);
+static void item_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at);
+static void item_restore(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at);
 static void run_finish_cycle(sw_run *r);
 static void run_free(sw_disburse *d, sw_run *r);
 
@@ -230,12 +235,38 @@ int sw_payout_item_status(const sw_run *r, uint32_t cycle, uint32_t index, sw_it
 
 /* ---------------------------------------------------------------- item outcomes */
 
+/* Item i waits until `at` for its next try. */
+static void retry_later(sw_run *r, uint32_t i, uint64_t at) {
+  run_item *it = &r->items[i];
+  it->status = SW_ITEM_PENDING;
+  it->next_ms = at;
+  it->dirty = 1;
+  if (it->retry_wait)
+    return;
+  if (r->retry_len == r->retry_cap) {
+    size_t cap = r->retry_cap ? r->retry_cap * 2 : 256;
+    uint32_t *nr = realloc(r->retry, cap * sizeof *nr);
+    if (!nr) { /* cannot wait: fail it rather than lose it */
+      item_final(r, i, SW_ITEM_FAILED, SW_ERR_INTERNAL, sw_now_ms());
+      return;
+    }
+    r->retry = nr;
+    r->retry_cap = cap;
+  }
+  r->retry[r->retry_len++] = i;
+  it->retry_wait = 1;
+  r->n_retry++;
+}
+
 static int transient(unsigned code) {
   return code == SW_ERR_DESTINATION || code == SW_ERR_TRANSFER_EXPIRED ||
          code == SW_ERR_INTERNAL || code == SW_ERR_UNAVAILABLE || code == SW_ERR_PAYEE_PERMISSION;
 }
 
-static void item_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at) {
+/* Item i is final: status with reason code at `at`. item_restore: the same for an item found
+ * final after a restart (not counted again in the metrics). */
+static void item_set_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at,
+                           int count) {
   run_item *it = &r->items[i];
   if (it->retry_wait) {
     it->retry_wait = 0;
@@ -246,12 +277,27 @@ static void item_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_
   it->completed_ms = at;
   it->dirty = 1;
   r->unfinished--;
+  sw_metrics *m = &r->d->sw->metrics;
+  if (count && status == SW_ITEM_PAID)
+    m->disburse_paid++;
+  else if (count && status == SW_ITEM_FAILED)
+    m->disburse_failed++;
+  else if (count)
+    m->disburse_cancelled++;
   if (status == SW_ITEM_PAID) {
     r->paid_count++;
   } else if (r->b.cycle_funded) { /* its amount is in the escrow: back to the budget */
     it->release = REL_QUEUED;
     r->releases_open++;
   }
+}
+
+static void item_final(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at) {
+  item_set_final(r, i, status, code, at, 1);
+}
+
+static void item_restore(sw_run *r, uint32_t i, int status, unsigned code, uint64_t at) {
+  item_set_final(r, i, status, code, at, 0);
 }
 
 /* Where a try that did not commit leaves item i: retried later, or failed. `reached_ledger`:
@@ -265,12 +311,9 @@ static void item_not_paid(sw_run *r, uint32_t i, unsigned code, int reached_ledg
     uint64_t delay = (uint64_t)d->retry_base_ms << (it->tries > 6 ? 6 : it->tries - 1);
     if (delay > 60000)
       delay = 60000;
-    it->status = SW_ITEM_PENDING;
     it->code = code;
-    it->next_ms = sw_now_ms() + delay;
-    it->retry_wait = 1;
-    it->dirty = 1;
-    r->n_retry++;
+    r->d->sw->metrics.disburse_retries++;
+    retry_later(r, i, sw_now_ms() + delay);
     return;
   }
   item_final(r, i, r->cancelling && transient(code) ? SW_ITEM_CANCELLED : SW_ITEM_FAILED, code,
@@ -617,6 +660,7 @@ static int run_alloc_items(sw_run *r) {
   r->unfinished = r->n;
   r->releases_open = 0;
   r->n_retry = 0;
+  r->retry_len = 0;
   r->paid_count = 0;
   memset(r->sample_ms, 0, sizeof r->sample_ms);
   memset(r->sample_paid, 0, sizeof r->sample_paid);
@@ -661,6 +705,7 @@ static void run_free(sw_disburse *d, sw_run *r) {
       break;
     }
   free(r->items);
+  free(r->retry);
   free(r);
 }
 
@@ -692,7 +737,7 @@ static int item_probe(sw_run *r, uint32_t i, const sw_batch_item *rec) {
       return -1;
     if (ps == LEDGER_PENDING_POSTED) {
       it->attempt = (uint8_t)a;
-      item_final(r, i, SW_ITEM_PAID, 0, resolved / 1000000);
+      item_restore(r, i, SW_ITEM_PAID, 0, resolved / 1000000);
       return 0;
     }
     if (ps == LEDGER_PENDING_OPEN) {
@@ -706,10 +751,7 @@ static int item_probe(sw_run *r, uint32_t i, const sw_batch_item *rec) {
         it->tries = (uint8_t)a;
       if (sw_transfer_watch(sw, id, item_done_cb, ctx) != 0) {
         free(ctx); /* not in memory: the ledger's expiry will void it; look again later */
-        it->status = SW_ITEM_PENDING;
-        it->retry_wait = 1;
-        it->next_ms = sw_now_ms() + r->d->item_expiry_ms;
-        r->n_retry++;
+        retry_later(r, i, sw_now_ms() + r->d->item_expiry_ms);
         return 0;
       }
       it->status = SW_ITEM_IN_FLIGHT;
@@ -742,12 +784,12 @@ static int resume_item_cb(uint32_t index, const sw_batch_item *rec, void *arg) {
   it->amount = rec->amount;
   it->code = st.code;
   if (st.status == SW_ITEM_FAILED || st.status == SW_ITEM_CANCELLED) {
-    item_final(r, index, st.status, st.code, st.completed_ms);
+    item_restore(r, index, st.status, st.code, st.completed_ms);
     it->dirty = 0;
     return 0; /* its release is submitted again: a repeat is `exists` */
   }
   if (st.status == SW_ITEM_PAID) {
-    item_final(r, index, SW_ITEM_PAID, 0, st.completed_ms);
+    item_restore(r, index, SW_ITEM_PAID, 0, st.completed_ms);
     it->dirty = 0;
     return 0;
   }
@@ -816,13 +858,20 @@ static void run_pay(sw_run *r, uint64_t now) {
   if (sw_dstore_begin(d->store, 1, &t))
     return;
   /* retries first, then items never started */
-  for (uint32_t i = 0; r->n_retry && i < r->cursor && r->tokens >= 1 && r->in_flight < d->window;
-       i++) {
+  for (size_t k = 0; k < r->retry_len && r->tokens >= 1 && r->in_flight < d->window;) {
+    uint32_t i = r->retry[k];
     run_item *it = &r->items[i];
-    if (!it->retry_wait || it->next_ms > now)
+    if (it->retry_wait && it->next_ms > now) {
+      k++;
       continue;
-    if (item_start(r, t, i) == -2)
+    }
+    r->retry[k] = r->retry[--r->retry_len]; /* due, or no longer waiting: off the list */
+    if (!it->retry_wait)
+      continue;
+    if (item_start(r, t, i) == -2) {
+      r->retry[r->retry_len++] = i; /* still waiting (item_start left it as it was) */
       goto out;
+    }
     r->tokens -= 1;
   }
   while (r->cursor < r->n && r->tokens >= 1 && r->in_flight < d->window) {

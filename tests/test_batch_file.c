@@ -79,8 +79,8 @@ static int read_register(const char *text, collected *out, char *err, size_t err
 
 /* The checked row of a one-row list whose fields are the good defaults except column `col`,
  * which is `value` written into the CSV as is (so it may carry quotes). */
-static const char *good[10] = {"national_id", "12345678", "100", "KES", "ref",
-                               "254712345678", "safaricom", "F", "18-35", "Nairobi"};
+static const char *good[10] = {"national_id",  "12345678",  "100", "KES",   "ref",
+                               "254712345678", "safaricom", "F",   "18-35", "Nairobi"};
 
 static sw_batch_row one_row(int col, const char *value) {
   char text[8192];
@@ -99,7 +99,9 @@ static sw_batch_row one_row(int col, const char *value) {
   return r;
 }
 
-static int field_error(int col, const char *value) { return one_row(col, value).error; }
+static int field_error(int col, const char *value) {
+  return one_row(col, value).error;
+}
 
 enum { C_TYPE, C_ID, C_AMOUNT, C_CUR, C_REF, C_MSISDN, C_OP, C_SEX, C_AGE, C_REGION };
 
@@ -258,17 +260,17 @@ Test(batch_file, crlf_gives_the_same_rows_as_lf) {
 }
 
 Test(batch_file, quoted_fields_and_line_numbers) {
-  const char *text = HEADER
-      "national_id,1,1,KES,\"a, b\",,,,,\n"                  /* line 2: embedded comma */
-      "national_id,2,1,KES,\"say \"\"hi\"\"\",,,,,\n"        /* line 3: embedded quotes */
-      "national_id,3,1,KES,\"two\nlines\",,,,,\"x\r\ny\"\n"  /* line 4-5: newlines */
-      "national_id,4,1,KES,\"\",,,,,\"\"\"\"\n"              /* line 7: empty, one quote */
-      "\n"                                                   /* line 8: blank */
-      "national_id,5,1,KES,\"  spaced  \"  ,,,,,\n"          /* line 9 */
-      "national_id,6,1,KES,\"\n\r\",,,,,\r\n"               /* lines 10-12 */
-      "national_id,7,1,KES,last,,,,,\r"                      /* line 13, a lone CR */
-      "national_id,8,1,KES,\"x\ry\",,,,,\n"                   /* lines 14-15 */
-      "national_id,9,1,KES,end,,,,,\n";                      /* line 16 */
+  const char *text =
+      HEADER "national_id,1,1,KES,\"a, b\",,,,,\n"                 /* line 2: embedded comma */
+             "national_id,2,1,KES,\"say \"\"hi\"\"\",,,,,\n"       /* line 3: embedded quotes */
+             "national_id,3,1,KES,\"two\nlines\",,,,,\"x\r\ny\"\n" /* line 4-5: newlines */
+             "national_id,4,1,KES,\"\",,,,,\"\"\"\"\n"             /* line 7: empty, one quote */
+             "\n"                                                  /* line 8: blank */
+             "national_id,5,1,KES,\"  spaced  \"  ,,,,,\n"         /* line 9 */
+             "national_id,6,1,KES,\"\n\r\",,,,,\r\n"               /* lines 10-12 */
+             "national_id,7,1,KES,last,,,,,\r"                     /* line 13, a lone CR */
+             "national_id,8,1,KES,\"x\ry\",,,,,\n"                 /* lines 14-15 */
+             "national_id,9,1,KES,end,,,,,\n";                     /* line 16 */
   collected c = {0};
   char err[256];
   cr_assert_eq(read_list(text, &c, err, sizeof err), 0, "%s", err);
@@ -310,8 +312,7 @@ Test(batch_file, byte_by_byte_equals_one_feed) {
   cr_assert_eq(a.n, 4);
   for (size_t piece = 1; piece <= 7; piece++) {
     collected b = {0};
-    cr_assert_eq(read_pieces(SW_BATCH_FILE_LIST, "KES", text, strlen(text), piece, &b, NULL, 0),
-                 0);
+    cr_assert_eq(read_pieces(SW_BATCH_FILE_LIST, "KES", text, strlen(text), piece, &b, NULL, 0), 0);
     cr_assert_eq(b.n, a.n);
     cr_assert_eq(memcmp(a.rows, b.rows, a.n * sizeof *a.rows), 0, "piece %zu", piece);
     free(b.rows);
@@ -342,8 +343,8 @@ Test(batch_file, malformed_quoting_is_a_csv_error) {
 Test(batch_file, file_ending_mid_quote) {
   collected c = {0};
   char err[256];
-  cr_assert_eq(read_list(HEADER "national_id,1,1,KES,a,,,,,\n\nnational_id,2,1,KES,\"open\n\n",
-                         &c, err, sizeof err),
+  cr_assert_eq(read_list(HEADER "national_id,1,1,KES,a,,,,,\n\nnational_id,2,1,KES,\"open\n\n", &c,
+                         err, sizeof err),
                SW_BATCH_FILE_E_CSV);
   cr_assert(strstr(err, "line 4: the file ends inside a quoted field"), "%s", err);
   cr_assert_eq(c.n, 1);
@@ -380,9 +381,9 @@ Test(batch_file, field_over_the_limit) {
       for (size_t piece = 0; piece <= 1000; piece += 1000) {
         c = (collected){0};
         text = big_field_file(sizes[i], quoted);
-        cr_assert_eq(read_pieces(SW_BATCH_FILE_LIST, "KES", text, strlen(text), piece, &c, err,
-                                 sizeof err),
-                     SW_BATCH_FILE_E_TOO_LARGE, "size %zu quoted %d", sizes[i], quoted);
+        cr_assert_eq(
+            read_pieces(SW_BATCH_FILE_LIST, "KES", text, strlen(text), piece, &c, err, sizeof err),
+            SW_BATCH_FILE_E_TOO_LARGE, "size %zu quoted %d", sizes[i], quoted);
         cr_assert(strstr(err, "line 2: a field is longer than 1024 bytes"), "%s", err);
         cr_assert_eq(c.n, 0);
         free(text);
@@ -423,8 +424,7 @@ Test(batch_file, stop_and_poison) {
   char err[256];
   cr_assert_eq(sw_batch_file_new(SW_BATCH_FILE_LIST, &kes, collect_cb, &c, &f), 0);
   const char *text = HEADER "national_id,1,1,,a,,,,,\nnational_id,2,1,,a,,,,,\n";
-  cr_assert_eq(sw_batch_file_feed(f, text, strlen(text), err, sizeof err),
-               SW_BATCH_FILE_E_STOPPED);
+  cr_assert_eq(sw_batch_file_feed(f, text, strlen(text), err, sizeof err), SW_BATCH_FILE_E_STOPPED);
   cr_assert_str_eq(err, "line 2: stopped by the row callback");
   cr_assert_eq(c.n, 1);
   err[0] = '\0';
@@ -456,8 +456,7 @@ Test(batch_file, arguments) {
   cr_assert_eq(sw_batch_file_new(SW_BATCH_FILE_REGISTER, NULL, collect_cb, &c, &f), 0);
   cr_assert_eq(sw_batch_file_feed(f, NULL, 0, err, sizeof err), 0);
   cr_assert_eq(sw_batch_file_feed(f, NULL, 1, err, sizeof err), SW_BATCH_FILE_E_INVAL);
-  cr_assert_eq(sw_batch_file_feed(f, "msisdn,beneficiary_id,beneficiary_id_type", 41, NULL, 0),
-               0);
+  cr_assert_eq(sw_batch_file_feed(f, "msisdn,beneficiary_id,beneficiary_id_type", 41, NULL, 0), 0);
   cr_assert_eq(sw_batch_file_finish(f, err, sizeof err), 0);
   cr_assert_eq(sw_batch_file_feed(f, "x", 1, err, sizeof err), SW_BATCH_FILE_E_INVAL);
   cr_assert_eq(sw_batch_file_finish(f, err, sizeof err), SW_BATCH_FILE_E_INVAL);
@@ -480,8 +479,8 @@ Test(batch_file, wrong_field_count) {
   collected c = {0};
   cr_assert_eq(read_list(HEADER "national_id,1,1,KES,a,,,,\n"   /* 9 */
                                 "national_id,1,1,KES,a,,,,,,\n" /* 11 */
-                                "\"\"\n"                         /* 1 */
-                                ",,,,,,,,,\n",                   /* 10 empty */
+                                "\"\"\n"                        /* 1 */
+                                ",,,,,,,,,\n",                  /* 10 empty */
                          &c, NULL, 0),
                0);
   cr_assert_eq(c.n, 4);
@@ -498,8 +497,10 @@ Test(batch_file, id_type) {
   const struct {
     const char *s;
     uint32_t type;
-  } ok[] = {{"national_id", SW_PARTY_NATIONAL_ID}, {"Refugee_ID", SW_PARTY_REFUGEE_ID},
-            {"MSISDN", SW_PARTY_MSISDN},           {" account_id ", SW_PARTY_ACCOUNT_ID},
+  } ok[] = {{"national_id", SW_PARTY_NATIONAL_ID},
+            {"Refugee_ID", SW_PARTY_REFUGEE_ID},
+            {"MSISDN", SW_PARTY_MSISDN},
+            {" account_id ", SW_PARTY_ACCOUNT_ID},
             {"\"business_id\"", SW_PARTY_BUSINESS_ID}};
   for (size_t i = 0; i < 5; i++) {
     const char *id = ok[i].type == SW_PARTY_MSISDN ? "254700000001" : "A-1";
@@ -533,8 +534,8 @@ Test(batch_file, id) {
   max[SW_PARTY_ID_MAX] = 'x';
   max[SW_PARTY_ID_MAX + 1] = '\0';
   cr_assert_eq(field_error(C_ID, max), SW_BATCH_FILE_ROW_ID);
-  const char *bad[] = {"", "   ", "\"a\tb\"", "\"a\nb\"", "a\x7f", "\xc3", "\xc0\xaf",
-                       "\xed\xa0\x80", "\xc2\x85", "\xf5\x80\x80\x80"};
+  const char *bad[] = {"",     "   ",      "\"a\tb\"",     "\"a\nb\"", "a\x7f",
+                       "\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xc2\x85", "\xf5\x80\x80\x80"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     sw_batch_row r = one_row(C_ID, bad[i]);
     cr_assert_eq(r.error, SW_BATCH_FILE_ROW_ID, "case %zu", i);
@@ -582,12 +583,26 @@ Test(batch_file, parse_amount) {
   const struct {
     const char *s;
     unsigned e;
-  } bad[] = {{"", 2},        {"0", 2},        {"0.00", 2},      {"1500.505", 2},
-             {"1.0", 0},     {"1.", 2},       {".5", 2},        {"-1", 2},
-             {"+1", 2},      {"1e3", 2},      {"1,000", 2},     {"1 000", 2},
-             {" 1", 2},      {"1..2", 2},     {"1.2.3", 3},     {"0x10", 2},
-             {"18446744073709551616", 0},     {"184467440737095516.16", 2},
-             {"1", 20},      {"99999999999999999999999", 0}};
+  } bad[] = {{"", 2},
+             {"0", 2},
+             {"0.00", 2},
+             {"1500.505", 2},
+             {"1.0", 0},
+             {"1.", 2},
+             {".5", 2},
+             {"-1", 2},
+             {"+1", 2},
+             {"1e3", 2},
+             {"1,000", 2},
+             {"1 000", 2},
+             {" 1", 2},
+             {"1..2", 2},
+             {"1.2.3", 3},
+             {"0x10", 2},
+             {"18446744073709551616", 0},
+             {"184467440737095516.16", 2},
+             {"1", 20},
+             {"99999999999999999999999", 0}};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     uint64_t v = 42;
     cr_assert_eq(amount(bad[i].s, bad[i].e, &v), SW_BATCH_FILE_E_INVAL, "%s", bad[i].s);
@@ -678,8 +693,8 @@ Test(batch_file, sex_field) {
   const struct {
     const char *s;
     char c;
-  } ok[] = {{"", 'U'},      {"f", 'F'},     {"Female", 'F'},  {"M", 'M'},  {"MALE", 'M'},
-            {"o", 'O'},     {"other", 'O'}, {"U", 'U'},       {"unknown", 'U'}};
+  } ok[] = {{"", 'U'},  {"f", 'F'},     {"Female", 'F'}, {"M", 'M'},      {"MALE", 'M'},
+            {"o", 'O'}, {"other", 'O'}, {"U", 'U'},      {"unknown", 'U'}};
   for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
     cr_assert_eq(one_row(C_SEX, ok[i].s).sex, ok[i].c, "'%s'", ok[i].s);
   const char *bad[] = {"x", "fem", "man", "1", "females"};
@@ -709,7 +724,11 @@ Test(batch_file, region_field) {
   cr_assert_str_eq(one_row(C_REGION, s).region, s);
   cr_assert_str_eq(one_row(C_REGION, "").region, "");
   cr_assert_str_eq(one_row(C_REGION, "\"Nairobi, West\"").region, "Nairobi, West");
-  cr_assert_str_eq(one_row(C_REGION, "Murang\xe2\x80\x99" "a").region, "Murang\xe2\x80\x99" "a");
+  cr_assert_str_eq(one_row(C_REGION, "Murang\xe2\x80\x99"
+                                     "a")
+                       .region,
+                   "Murang\xe2\x80\x99"
+                   "a");
   strcat(s, "z");
   const char *bad[] = {s, "\"a\r\nb\"", "a\x01", "\xe2\x80"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -774,8 +793,7 @@ Test(batch_file, example_files) {
                err);
   cr_assert_eq(c.n, 5);
   for (size_t i = 0; i < c.n; i++)
-    cr_assert_eq(c.rows[i].error, 0, "row %zu: %s", i,
-                 sw_batch_file_row_strerror(c.rows[i].error));
+    cr_assert_eq(c.rows[i].error, 0, "row %zu: %s", i, sw_batch_file_row_strerror(c.rows[i].error));
   cr_assert_eq(c.rows[1].amount, 150050);
   cr_assert_str_eq(c.rows[2].reference, "Top-up \"winter\" round");
   free(c.rows);
@@ -819,8 +837,7 @@ Test(batch_file, hundred_thousand_rows_in_odd_pieces) {
   sw_batch_file *f;
   cr_assert_eq(sw_batch_file_new(SW_BATCH_FILE_LIST, &kes, count_cb, &k, &f), 0);
   for (size_t off = 0, piece = 1; off < n; off += piece, piece = piece * 7 % 100003 + 1)
-    cr_assert_eq(sw_batch_file_feed(f, text + off, off + piece <= n ? piece : n - off, NULL, 0),
-                 0);
+    cr_assert_eq(sw_batch_file_feed(f, text + off, off + piece <= n ? piece : n - off, NULL, 0), 0);
   cr_assert_eq(sw_batch_file_finish(f, NULL, 0), 0);
   cr_assert_eq(k.rows, ROWS);
   cr_assert_eq(k.errors, 0);
