@@ -1205,16 +1205,17 @@ Test(disburse, recurring_cycles_pay_once_per_cycle) {
   dz_done(&z);
 }
 
-/* A batch scheduled an hour ahead: approval reserves its total (nothing is paid yet), and a
- * cancel before the start releases the reservation. */
-Test(disburse, scheduled_batch_cancelled_before_its_start) {
+/* A batch scheduled an hour ahead: approval reserves its total (nothing is paid yet) and that
+ * money cannot be approved twice — a second batch waits; a cancel before the start releases the
+ * reservation, and the second batch is then approved and paid. */
+Test(disburse, scheduled_batch_holds_its_reservation_until_cancelled) {
   dz z;
   dz_start(&z, 2);
-  make_programme(&z, 10000000);
-  prog_info before = programme_show(&z);
   register_beneficiaries(&z, 4, NULL, 0);
   uint64_t total = 0;
   const char *path = write_list(&z, "list.csv", 0, 4, NULL, &total);
+  make_programme(&z, total + total / 2); /* one batch's worth and a half */
+  prog_info before = programme_show(&z);
   const char *later[] = {"--at", "+1h", NULL};
   uint64_t batch = submit_and_approve(&z, path, 4, total, later);
   status s = batch_status(&z, batch);
@@ -1227,6 +1228,15 @@ Test(disburse, scheduled_batch_cancelled_before_its_start) {
   cr_assert_not_null(r);
   CLI_OK(&z, r, "manager", "disburse", "status", u64s(batch));
   cr_assert(strstr(r->out, "starts at ") != NULL, "%s", r->out);
+
+  /* The same list for cycle 2, due now: the reservation of the first leaves too little. */
+  submit(&z, r, path, 2, 4, total, NULL);
+  cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+  char second[24];
+  snprintf(second, sizeof second, "%" PRIu64, batch_of(r));
+  CLI_REFUSED(&z, r, "approver", "disburse", "approve", second);
+  cr_assert(strstr(r->err, "refused: 4001") != NULL, "%s", r->err);
+
   CLI_OK(&z, r, "manager", "disburse", "cancel", u64s(batch));
   s = wait_status(&z, batch, state_is, "cancelled", 30000, "cancelled");
   prog_info after = programme_show(&z);
@@ -1235,7 +1245,79 @@ Test(disburse, scheduled_batch_cancelled_before_its_start) {
   cr_assert_eq(after.budget, before.budget);
   for (int op = 0; op < 2; op++)
     cr_assert_eq(opsim_credits(&z, op).in_count, 0, "%s: nothing paid", OPS[op]);
+
+  CLI_OK(&z, r, "approver", "disburse", "approve", second);
+  wait_status(&z, strtoull(second, NULL, 10), state_is, "completed", T_PAY, "completed");
+  after = programme_show(&z);
+  cr_assert_eq(after.budget, before.budget - total);
+  cr_assert_eq(opsim_credits(&z, 0).in_count + opsim_credits(&z, 1).in_count, 4);
   free(r);
+  dz_done(&z);
+}
+
+/* A recurring batch whose second cycle finds the budget short waits for funds, and goes on
+ * once the programme is topped up. */
+Test(disburse, recurring_cycle_waits_for_funds) {
+  dz z;
+  dz_start(&z, 3);
+  register_beneficiaries(&z, 6, NULL, 0);
+  uint64_t total = 0;
+  const char *path = write_list(&z, "list.csv", 0, 6, NULL, &total);
+  make_programme(&z, total); /* exactly one cycle */
+  const char *cycles[] = {"--cycles", "2", "--every", "2s", NULL};
+  uint64_t batch = submit_and_approve(&z, path, 6, total, cycles);
+  status s = wait_status(&z, batch, state_is, "waiting_funds", 60000, "waiting_funds");
+  prog_info pi = programme_show(&z);
+  cr_assert_eq(pi.budget, 0, "cycle 1 spent the budget");
+  cr_assert_eq(opsim_credits(&z, 0).in_count + opsim_credits(&z, 1).in_count, 6,
+               "cycle 1 paid while cycle 2 waits");
+  t_result *r = malloc(sizeof *r);
+  cr_assert_not_null(r);
+  CLI_OK(&z, r, "admin", "disburse", "programme", "fund", "--programme", PROG, "--amount",
+         kes(total));
+  s = wait_status(&z, batch, state_is, "completed", T_PAY, "completed");
+  cr_assert_eq(s.n[3], 6, "cycle 2: 6 paid");
+  pi = programme_show(&z);
+  cr_assert_eq(pi.budget, 0);
+  cr_assert_eq(pi.reserved, 0);
+  for (int op = 0; op < 2; op++) {
+    credits c = opsim_credits(&z, op);
+    for (int w = 0; w < 3; w++)
+      cr_assert_eq(c.per_wallet[w], 2, "%s wallet %d paid in both cycles", OPS[op], w);
+  }
+  free(r);
+  dz_done(&z);
+}
+
+/* tumad killed (SIGKILL) in the middle of a batch and restarted on its data directory: the
+ * batch completes and no beneficiary is paid twice. */
+Test(disburse, switch_killed_mid_batch_pays_each_once) {
+  dz z;
+  dz_start(&z, 20);
+  make_programme(&z, 10000000);
+  prog_info before = programme_show(&z);
+  register_beneficiaries(&z, 40, NULL, 0);
+  uint64_t total = 0;
+  const char *path = write_list(&z, "list.csv", 0, 40, NULL, &total);
+  const char *slow[] = {"--rate", "8", NULL};
+  uint64_t batch = submit_and_approve(&z, path, 40, total, slow);
+  uint64_t some = 5;
+  status mid = wait_status(&z, batch, paid_at_least, &some, 30000, "5 paid");
+  cr_assert_lt(mid.n[3], 40, "the batch is still running when tumad is killed");
+  cr_assert_eq(sh_kill(z.h), 0, "kill -9 tumad");
+  char err[512] = "";
+  cr_assert_eq(sh_start(z.h, T_START, err, sizeof err), 0, "%s", err);
+  status s = wait_status(&z, batch, state_is, "completed", T_PAY, "completed after the restart");
+  cr_assert_eq(s.n[3], 40, "all 40 paid");
+  for (int op = 0; op < 2; op++) {
+    credits c = opsim_credits(&z, op);
+    cr_assert_eq(c.pending, 0);
+    for (int w = 0; w < 20; w++)
+      cr_assert_eq(c.per_wallet[w], 1, "%s wallet %d credited exactly once", OPS[op], w);
+  }
+  prog_info after = programme_show(&z);
+  cr_assert_eq(before.budget - after.budget, total, "the budget paid each item once");
+  cr_assert_eq(after.reserved, 0);
   dz_done(&z);
 }
 
