@@ -300,12 +300,28 @@ static void item_restore(sw_run *r, uint32_t i, int status, unsigned code, uint6
   item_set_final(r, i, status, code, at, 0);
 }
 
-/* Where a try that did not commit leaves item i: retried later, or failed. `reached_ledger`:
- * its ledger id is used up (the next try takes the next attempt number). */
-static void item_not_paid(sw_run *r, uint32_t i, unsigned code, int reached_ledger) {
+/* Where a try of attempt `id` that was not committed leaves item i. The ledger decides: the
+ * attempt posted after all (paid), still reserved (wait for it, same attempt), voided or
+ * expired (its id is used up: the next try takes the next attempt), or never recorded (the
+ * next try reuses it). Then a transient reason is retried later, another fails the item. */
+static void item_not_paid(sw_run *r, uint32_t i, ledger_id id, unsigned code) {
   run_item *it = &r->items[i];
   sw_disburse *d = r->d;
-  if (reached_ledger && it->attempt < 255)
+  ledger_pending_state ps = LEDGER_PENDING_NONE;
+  uint64_t resolved = 0;
+  ledger_transfer lt;
+  int recorded = ledger_lookup_transfer(d->sw->ledger, id, &lt) == 0;
+  if (recorded && ledger_pending_state_of(d->sw->ledger, id, &ps, &resolved) != 0)
+    ps = LEDGER_PENDING_OPEN; /* cannot tell: treat as unresolved */
+  if (recorded && ps == LEDGER_PENDING_POSTED) {
+    item_final(r, i, SW_ITEM_PAID, 0, resolved / 1000000);
+    return;
+  }
+  if (recorded && ps != LEDGER_PENDING_VOIDED && ps != LEDGER_PENDING_EXPIRED) {
+    retry_later(r, i, sw_now_ms() + d->retry_base_ms); /* unresolved: never a new attempt */
+    return;
+  }
+  if (recorded && it->attempt < 255)
     it->attempt++;
   if (transient(code) && it->tries < d->max_attempts && !r->cancelling && it->attempt < 255) {
     uint64_t delay = (uint64_t)d->retry_base_ms << (it->tries > 6 ? 6 : it->tries - 1);
@@ -332,9 +348,7 @@ static void item_done_cb(ledger_id id, int final_state, unsigned code, uint64_t 
   if (final_state == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED) {
     item_final(r, i, SW_ITEM_PAID, 0, completed_ms);
   } else {
-    ledger_transfer lt;
-    int reached = ledger_lookup_transfer(r->d->sw->ledger, id, &lt) == 0;
-    item_not_paid(r, i, code ? code : SW_ERR_INTERNAL, reached);
+    item_not_paid(r, i, id, code ? code : SW_ERR_INTERNAL);
   }
 }
 
@@ -400,9 +414,7 @@ static int item_start(sw_run *r, sw_dstore_txn *t, uint32_t i) {
   if (rc == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED) {
     item_final(r, i, SW_ITEM_PAID, 0, sw_now_ms());
   } else {
-    ledger_transfer lt;
-    int reached = ledger_lookup_transfer(sw->ledger, tr.id, &lt) == 0;
-    item_not_paid(r, i, code ? code : SW_ERR_INTERNAL, reached);
+    item_not_paid(r, i, tr.id, code ? code : SW_ERR_INTERNAL);
   }
   return 0;
 }
@@ -1085,6 +1097,10 @@ void sw_payout_cancel(sw_disburse *d, const sw_batch *b, uint64_t conn, uint64_t
       return;
     }
     r->reserved = 1;
+  }
+  if (r->phase == PH_DONE) { /* a refused approval's run, on its way out */
+    sw_disburse_reply(d->sw, conn, corr, SW_ERR_UNAVAILABLE, "the batch is busy: try again");
+    return;
   }
   if (r->cancelling) {
     sw_disburse_reply(d->sw, conn, corr, 0, NULL);
