@@ -1202,9 +1202,8 @@ static int report_item_cb(uint32_t index, const sw_batch_item *it, void *arg) {
   snprintf(rp->reasons[rp->n], sizeof rp->reasons[rp->n], "%s",
            st.status == SW_ITEM_CANCELLED ? "cancelled" : st.code ? sw_error_text(st.code) : "");
   ri->reason = rp->reasons[rp->n];
-  if (st.status == SW_ITEM_PAID || st.status == SW_ITEM_FAILED || st.status == SW_ITEM_IN_FLIGHT) {
-    sw_id_to_bytes(sw_payout_item_id(rp->b->programme, rp->cycle, it->token,
-                                     st.attempt ? st.attempt : 1),
+  if (st.ledger_attempt) {
+    sw_id_to_bytes(sw_payout_item_id(rp->b->programme, rp->cycle, it->token, st.ledger_attempt),
                    rp->ids[rp->n]);
     ri->transfer_id.data = rp->ids[rp->n];
     ri->transfer_id.len = 16;

@@ -82,9 +82,12 @@ int sw_payout_item_status(const struct sw_run *r, uint32_t cycle, uint32_t index
 int sw_payout_flush(sw_disburse *d);
 void sw_payout_free_all(sw_disburse *d);
 
-/* The derived transfer id of an item's attempt, and of its release. */
+/* The derived transfer id of an item's attempt (the same for every batch of the programme:
+ * one beneficiary, one cycle, one sequence of attempts), and of its release from one batch's
+ * escrow. */
 ledger_id sw_payout_item_id(uint32_t programme, uint32_t cycle, const uint8_t token[32],
                             unsigned attempt);
-ledger_id sw_payout_release_id(uint32_t programme, uint32_t cycle, const uint8_t token[32]);
+ledger_id sw_payout_release_id(uint32_t programme, uint64_t batch, uint32_t cycle,
+                               const uint8_t token[32]);
 
 #endif

@@ -114,9 +114,9 @@ typedef struct sw_batch_item {
 
 typedef struct sw_item_status {
   uint8_t status; /* SW_ITEM_* */
-  uint8_t attempt;
-  uint16_t _pad;
-  uint32_t code; /* the reason of a failure */
+  uint8_t attempt;         /* tries made */
+  uint16_t ledger_attempt; /* the attempt whose transfer the report shows; 0 = none recorded */
+  uint32_t code;           /* the reason of a failure */
   uint64_t completed_ms;
   uint64_t elapsed_ms; /* from the cycle's scheduled start to the credit */
 } sw_item_status;

@@ -44,7 +44,8 @@ typedef struct run_item {
   uint8_t release; /* REL_* */
   uint8_t dirty;
   uint8_t retry_wait; /* PENDING with a retry due at next_ms */
-  uint16_t _pad;
+  uint8_t shown;      /* the last attempt recorded in the ledger (the report's transfer) */
+  uint8_t _pad;
   uint32_t code;
   uint64_t next_ms;
   uint64_t completed_ms;
@@ -95,15 +96,15 @@ static void run_free(sw_disburse *d, sw_run *r);
 /* ---------------------------------------------------------------- ids */
 
 static ledger_id item_base(uint32_t programme, uint32_t cycle, const uint8_t token[32],
-                           const char *tag, unsigned attempt) {
+                           const char *tag, uint64_t extra) {
   uint8_t buf[96], md[32];
   size_t n = strlen(tag); /* the tags are short literals */
   memcpy(buf, tag, n);
   memcpy(buf + n, &programme, 4);
   memcpy(buf + n + 4, &cycle, 4);
-  buf[n + 8] = (uint8_t)attempt;
-  memcpy(buf + n + 9, token, 32);
-  SHA256(buf, n + 41, md);
+  memcpy(buf + n + 8, &extra, 8);
+  memcpy(buf + n + 16, token, 32);
+  SHA256(buf, n + 48, md);
   uint64_t lo = 0;
   for (int i = 0; i < 8; i++)
     lo = lo << 8 | md[i];
@@ -117,8 +118,9 @@ ledger_id sw_payout_item_id(uint32_t programme, uint32_t cycle, const uint8_t to
   return item_base(programme, cycle, token, "tuma-item", attempt);
 }
 
-ledger_id sw_payout_release_id(uint32_t programme, uint32_t cycle, const uint8_t token[32]) {
-  return item_base(programme, cycle, token, "tuma-release", 0);
+ledger_id sw_payout_release_id(uint32_t programme, uint64_t batch, uint32_t cycle,
+                               const uint8_t token[32]) {
+  return item_base(programme, cycle, token, "tuma-release", batch);
 }
 
 /* The current cycle's reservation: one id per try (the ledger remembers a refused id). */
@@ -166,6 +168,7 @@ int sw_payout_flush(sw_disburse *d) {
       sw_item_status st = {0};
       st.status = it->status == SW_ITEM_IN_FLIGHT ? SW_ITEM_IN_FLIGHT : it->status;
       st.attempt = it->tries;
+      st.ledger_attempt = it->shown;
       st.code = it->code;
       st.completed_ms = it->completed_ms;
       st.elapsed_ms = it->completed_ms > r->b.cycle_start_ms
@@ -225,7 +228,8 @@ int sw_payout_item_status(const sw_run *r, uint32_t cycle, uint32_t index, sw_it
   const run_item *it = &r->items[index];
   memset(out, 0, sizeof *out);
   out->status = it->status;
-  out->attempt = it->attempt > 1 ? it->attempt - (it->status == SW_ITEM_IN_FLIGHT ? 0 : 1) : 1;
+  out->attempt = it->tries;
+  out->ledger_attempt = it->shown;
   out->code = it->code;
   out->completed_ms = it->completed_ms;
   out->elapsed_ms =
@@ -300,12 +304,30 @@ static void item_restore(sw_run *r, uint32_t i, int status, unsigned code, uint6
   item_set_final(r, i, status, code, at, 0);
 }
 
-/* Where a try that did not commit leaves item i: retried later, or failed. `reached_ledger`:
- * its ledger id is used up (the next try takes the next attempt number). */
-static void item_not_paid(sw_run *r, uint32_t i, unsigned code, int reached_ledger) {
+/* Where a try of attempt `id` that was not committed leaves item i. The ledger decides: the
+ * attempt posted after all (paid), still reserved (wait for it, same attempt), voided or
+ * expired (its id is used up: the next try takes the next attempt), or never recorded (the
+ * next try reuses it). Then a transient reason is retried later, another fails the item. */
+static void item_not_paid(sw_run *r, uint32_t i, ledger_id id, unsigned code) {
   run_item *it = &r->items[i];
   sw_disburse *d = r->d;
-  if (reached_ledger && it->attempt < 255)
+  ledger_pending_state ps = LEDGER_PENDING_NONE;
+  uint64_t resolved = 0;
+  ledger_transfer lt;
+  int recorded = ledger_lookup_transfer(d->sw->ledger, id, &lt) == 0;
+  if (recorded && ledger_pending_state_of(d->sw->ledger, id, &ps, &resolved) != 0)
+    ps = LEDGER_PENDING_OPEN; /* cannot tell: treat as unresolved */
+  if (recorded && ps == LEDGER_PENDING_POSTED) {
+    item_final(r, i, SW_ITEM_PAID, 0, resolved / 1000000);
+    return;
+  }
+  if (recorded && ps != LEDGER_PENDING_VOIDED && ps != LEDGER_PENDING_EXPIRED) {
+    retry_later(r, i, sw_now_ms() + d->retry_base_ms); /* unresolved: never a new attempt */
+    return;
+  }
+  if (recorded)
+    it->shown = it->attempt;
+  if (recorded && it->attempt < 255)
     it->attempt++;
   if (transient(code) && it->tries < d->max_attempts && !r->cancelling && it->attempt < 255) {
     uint64_t delay = (uint64_t)d->retry_base_ms << (it->tries > 6 ? 6 : it->tries - 1);
@@ -332,10 +354,62 @@ static void item_done_cb(ledger_id id, int final_state, unsigned code, uint64_t 
   if (final_state == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED) {
     item_final(r, i, SW_ITEM_PAID, 0, completed_ms);
   } else {
-    ledger_transfer lt;
-    int reached = ledger_lookup_transfer(r->d->sw->ledger, id, &lt) == 0;
-    item_not_paid(r, i, code ? code : SW_ERR_INTERNAL, reached);
+    item_not_paid(r, i, id, code ? code : SW_ERR_INTERNAL);
   }
+}
+
+/* What the ledger says of item i's attempts, from attempt `from` on: voided or expired ones
+ * are used up and skipped; the first posted one makes the item paid; an open (reserved) one is
+ * in flight (rejoined when transfer.c holds it, else looked at again later). Returns 1 when
+ * it->attempt is now a free id for the next try, 0 when the item was settled here, -1 when
+ * the ledger cannot be read. `restored`: found after a restart (not counted in metrics). */
+static int item_probe(sw_run *r, uint32_t i, const uint8_t token[32], unsigned from,
+                      int restored) {
+  sw_switch *sw = r->d->sw;
+  run_item *it = &r->items[i];
+  for (unsigned a = from ? from : 1; a < 255; a++) {
+    ledger_id id = sw_payout_item_id(r->prog.number, r->b.current_cycle, token, a);
+    ledger_transfer lt;
+    it->attempt = (uint8_t)a;
+    if (ledger_lookup_transfer(sw->ledger, id, &lt) != 0) {
+      if (it->tries < a - 1)
+        it->tries = (uint8_t)(a - 1);
+      return 1;
+    }
+    ledger_pending_state ps = LEDGER_PENDING_NONE;
+    uint64_t resolved = 0;
+    if (ledger_pending_state_of(sw->ledger, id, &ps, &resolved))
+      return -1;
+    it->shown = (uint8_t)a;
+    if (ps == LEDGER_PENDING_POSTED) {
+      if (restored)
+        item_restore(r, i, SW_ITEM_PAID, 0, resolved / 1000000);
+      else
+        item_final(r, i, SW_ITEM_PAID, 0, resolved / 1000000);
+      return 0;
+    }
+    if (ps == LEDGER_PENDING_OPEN) {
+      item_ctx *ctx = malloc(sizeof *ctx);
+      if (!ctx)
+        return -1;
+      ctx->run = r;
+      ctx->index = i;
+      if (it->tries < a)
+        it->tries = (uint8_t)a;
+      if (sw_transfer_watch(sw, id, item_done_cb, ctx) != 0) {
+        free(ctx); /* not in memory: the ledger's expiry will void it; look again later */
+        retry_later(r, i, sw_now_ms() + r->d->item_expiry_ms);
+        return 0;
+      }
+      it->status = SW_ITEM_IN_FLIGHT;
+      it->dirty = 1;
+      r->in_flight++;
+      return 0;
+    }
+    /* voided or expired: the next attempt */
+  }
+  item_final(r, i, SW_ITEM_FAILED, SW_ERR_INTERNAL, sw_now_ms());
+  return 0;
 }
 
 /* Starts the next try of item i. Returns -2 when the ledger queue is full (nothing done). */
@@ -350,9 +424,16 @@ static int item_start(sw_run *r, sw_dstore_txn *t, uint32_t i) {
     item_final(r, i, SW_ITEM_FAILED, SW_ERR_INTERNAL, sw_now_ms());
     return 0;
   }
-  if (it->attempt == 0)
-    it->attempt = 1;
   it->amount = rec.amount;
+  /* an attempt id another try (of this batch before a restart, or of a batch that failed this
+     beneficiary in this cycle) used up is skipped; a posted or open one settles the item */
+  int pr = item_probe(r, i, rec.token, it->attempt, 0);
+  if (pr < 0) {
+    retry_later(r, i, sw_now_ms() + r->d->retry_base_ms);
+    return 0;
+  }
+  if (pr == 0)
+    return 0;
   sw_internal_transfer tr;
   memset(&tr, 0, sizeof tr);
   tr.id = sw_payout_item_id(r->prog.number, r->b.current_cycle, rec.token, it->attempt);
@@ -384,15 +465,12 @@ static int item_start(sw_run *r, sw_dstore_txn *t, uint32_t i) {
     free(ctx);
     return -2;
   }
-  if (it->retry_wait) {
-    it->retry_wait = 0;
-    r->n_retry--;
-  }
   if (it->tries < 255)
     it->tries++;
   it->dirty = 1;
   if (rc == 0) {
     it->status = SW_ITEM_IN_FLIGHT;
+    it->shown = it->attempt;
     r->in_flight++;
     return 0;
   }
@@ -400,9 +478,7 @@ static int item_start(sw_run *r, sw_dstore_txn *t, uint32_t i) {
   if (rc == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED) {
     item_final(r, i, SW_ITEM_PAID, 0, sw_now_ms());
   } else {
-    ledger_transfer lt;
-    int reached = ledger_lookup_transfer(sw->ledger, tr.id, &lt) == 0;
-    item_not_paid(r, i, code ? code : SW_ERR_INTERNAL, reached);
+    item_not_paid(r, i, tr.id, code ? code : SW_ERR_INTERNAL);
   }
   return 0;
 }
@@ -457,7 +533,7 @@ static void submit_releases(sw_run *r) {
     sw_batch_item rec;
     if (it->release != REL_QUEUED || sw_dstore_item_get(t, r->b.number, i, &rec))
       continue;
-    ev[n] = sw_transfer_event(sw_payout_release_id(r->prog.number, r->b.current_cycle, rec.token),
+    ev[n] = sw_transfer_event(sw_payout_release_id(r->prog.number, r->b.number, r->b.current_cycle, rec.token),
                               r->escrow, r->funding, rec.amount, r->prog.currency,
                               SW_CODE_RELEASE, 0);
     ev[n].transfer.user_data_32 = it->code;
@@ -718,52 +794,6 @@ void sw_payout_free_all(sw_disburse *d) {
     run_free(d, d->runs);
 }
 
-/* The status of one item of the current cycle, from the ledger: attempt by attempt. */
-static int item_probe(sw_run *r, uint32_t i, const sw_batch_item *rec) {
-  sw_switch *sw = r->d->sw;
-  run_item *it = &r->items[i];
-  for (unsigned a = 1; a < 255; a++) {
-    ledger_id id = sw_payout_item_id(r->prog.number, r->b.current_cycle, rec->token, a);
-    ledger_transfer lt;
-    if (ledger_lookup_transfer(sw->ledger, id, &lt) != 0) {
-      it->attempt = (uint8_t)a;
-      if (it->tries < a - 1)
-        it->tries = (uint8_t)(a - 1);
-      return 0;
-    }
-    ledger_pending_state ps = LEDGER_PENDING_NONE;
-    uint64_t resolved = 0;
-    if (ledger_pending_state_of(sw->ledger, id, &ps, &resolved))
-      return -1;
-    if (ps == LEDGER_PENDING_POSTED) {
-      it->attempt = (uint8_t)a;
-      item_restore(r, i, SW_ITEM_PAID, 0, resolved / 1000000);
-      return 0;
-    }
-    if (ps == LEDGER_PENDING_OPEN) {
-      item_ctx *ctx = malloc(sizeof *ctx);
-      if (!ctx)
-        return -1;
-      ctx->run = r;
-      ctx->index = i;
-      it->attempt = (uint8_t)a;
-      if (it->tries < a)
-        it->tries = (uint8_t)a;
-      if (sw_transfer_watch(sw, id, item_done_cb, ctx) != 0) {
-        free(ctx); /* not in memory: the ledger's expiry will void it; look again later */
-        retry_later(r, i, sw_now_ms() + r->d->item_expiry_ms);
-        return 0;
-      }
-      it->status = SW_ITEM_IN_FLIGHT;
-      r->in_flight++;
-      return 0;
-    }
-    /* voided or expired: the next attempt */
-  }
-  item_final(r, i, SW_ITEM_FAILED, SW_ERR_INTERNAL, sw_now_ms());
-  return 0;
-}
-
 typedef struct resume_scan {
   sw_run *r;
   sw_dstore_txn *t;
@@ -781,6 +811,7 @@ static int resume_item_cb(uint32_t index, const sw_batch_item *rec, void *arg) {
     return rc;
   run_item *it = &r->items[index];
   it->tries = st.attempt;
+  it->shown = (uint8_t)st.ledger_attempt;
   it->amount = rec->amount;
   it->code = st.code;
   if (st.status == SW_ITEM_FAILED || st.status == SW_ITEM_CANCELLED) {
@@ -793,7 +824,7 @@ static int resume_item_cb(uint32_t index, const sw_batch_item *rec, void *arg) {
     it->dirty = 0;
     return 0;
   }
-  return item_probe(r, index, rec) ? SW_DSTORE_E_LMDB : 0;
+  return item_probe(r, index, rec->token, 1, 1) < 0 ? SW_DSTORE_E_LMDB : 0;
 }
 
 /* Rebuilds a run's items of its current cycle from the store and the ledger. */
@@ -868,8 +899,10 @@ static void run_pay(sw_run *r, uint64_t now) {
     r->retry[k] = r->retry[--r->retry_len]; /* due, or no longer waiting: off the list */
     if (!it->retry_wait)
       continue;
+    it->retry_wait = 0;
+    r->n_retry--;
     if (item_start(r, t, i) == -2) {
-      r->retry[r->retry_len++] = i; /* still waiting (item_start left it as it was) */
+      retry_later(r, i, now); /* the ledger queue is full: next tick */
       goto out;
     }
     r->tokens -= 1;
@@ -946,11 +979,45 @@ static void run_step(sw_run *r, uint64_t now) {
     run_finish_cycle(r);
 }
 
+typedef struct free_scan {
+  sw_run *r;
+  sw_dstore_txn *t;
+} free_scan;
+
+static int free_entries_cb(uint32_t index, const sw_batch_item *rec, void *arg) {
+  free_scan *fs = arg;
+  sw_run *r = fs->r;
+  const sw_batch *b = &r->b;
+  int rc = 0;
+  if (index < r->n && r->items[index].status != SW_ITEM_PAID)
+    rc = sw_dstore_cycle_del(fs->t, b->programme, b->current_cycle, rec->token);
+  for (uint32_t c = b->current_cycle + 1; r->cancelling && !rc && c < b->first_cycle + b->cycles;
+       c++)
+    rc = sw_dstore_cycle_del(fs->t, b->programme, c, rec->token);
+  return rc;
+}
+
+/* At the end of a cycle, the beneficiaries it did not pay (failed, cancelled) are free to be
+ * paid for that cycle by another batch, and after a cancel so are the cycles it will not run.
+ * Paid ones stay taken. O(items) store writes. */
+static int free_cycle_entries(sw_run *r) {
+  free_scan fs = {.r = r};
+  int rc = sw_dstore_begin(r->d->store, 0, &fs.t);
+  if (rc)
+    return rc;
+  rc = sw_dstore_item_each(fs.t, r->b.number, 0, free_entries_cb, &fs);
+  if (rc) {
+    sw_dstore_abort(fs.t);
+    return rc;
+  }
+  return sw_dstore_commit(fs.t);
+}
+
 static void run_finish_cycle(sw_run *r) {
   sw_disburse *d = r->d;
   for (uint32_t i = 0; i < r->n; i++)
     r->items[i].dirty = 1; /* every status of a finished cycle is kept */
-  if (sw_payout_flush(d))
+  if (sw_payout_flush(d) || free_cycle_entries(r))
     return; /* try again at the next tick */
   uint64_t now = sw_now_ms();
   sw_log(&d->sw->log, SW_LOG_INFO, "disburse.cycle_finished", "batch=%llu cycle=%u paid=%llu",
@@ -1085,6 +1152,10 @@ void sw_payout_cancel(sw_disburse *d, const sw_batch *b, uint64_t conn, uint64_t
       return;
     }
     r->reserved = 1;
+  }
+  if (r->phase == PH_DONE) { /* a refused approval's run, on its way out */
+    sw_disburse_reply(d->sw, conn, corr, SW_ERR_UNAVAILABLE, "the batch is busy: try again");
+    return;
   }
   if (r->cancelling) {
     sw_disburse_reply(d->sw, conn, corr, 0, NULL);
