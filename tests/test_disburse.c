@@ -184,45 +184,39 @@ static void wallet_msisdn(int op, int i, char *out, size_t cap) {
   snprintf(out, cap, "%s%07d", PREFIX[op], i);
 }
 
-/* Starts (or restarts, on the same data directory) operator op as a payee only. */
-static void opsim_start(dz *z, int op) {
+/* Starts (or restarts, on the same data directory) operator op as a payee only; extra: more
+ * options (NULL-terminated, may be NULL), e.g. --reject-percent 100. */
+static void opsim_start_with(dz *z, int op, const char *const *extra) {
   static char addr[2][64], wallets[2][16], tag[2][32];
   static int starts[2];
+  char cert[SH_PATH_MAX + 80], key[SH_PATH_MAX + 80];
   snprintf(addr[op], sizeof addr[op], "127.0.0.1:%u", z->h->port);
   snprintf(wallets[op], sizeof wallets[op], "%d", z->wallets);
   snprintf(tag[op], sizeof tag[op], "%s-%d", OPS[op], ++starts[op]);
-  const char *argv[] = {opsim_bin(),
-                        "--connect",
-                        addr[op],
-                        "--pki",
-                        z->h->pki,
-                        "--ca",
-                        z->h->ca,
-                        "--cert",
-                        sh_cert(z->h, OPS[op]),
-                        "--key",
-                        NULL,
-                        "--as",
-                        OPS[op],
-                        "--data",
-                        z->data[op],
-                        "--wallets",
-                        wallets[op],
-                        "--msisdn-prefix",
-                        PREFIX[op],
-                        "--initial-balance",
-                        "0",
-                        "--log-level",
-                        "info",
-                        NULL};
-  char cert[SH_PATH_MAX + 80], key[SH_PATH_MAX + 80];
   snprintf(cert, sizeof cert, "%s", sh_cert(z->h, OPS[op]));
   snprintf(key, sizeof key, "%s", sh_key(z->h, OPS[op]));
-  argv[8] = cert;
-  argv[10] = key;
+  const char *argv[40] = {opsim_bin(), "--connect",
+                          addr[op],    "--ca",
+                          z->h->ca,    "--cert",
+                          cert,        "--key",
+                          key,         "--as",
+                          OPS[op],     "--data",
+                          z->data[op], "--wallets",
+                          wallets[op], "--msisdn-prefix",
+                          PREFIX[op],  "--initial-balance",
+                          "0",         "--log-level",
+                          "info"};
+  size_t n = 21;
+  for (size_t k = 0; extra != NULL && extra[k] != NULL && n < 39; k++)
+    argv[n++] = extra[k];
+  argv[n] = NULL;
   proc_start(&z->op[op], z->h->dir, tag[op], argv);
   cr_assert(wait_for_text(z->op[op].err, "ready", T_READY), "%s ready (see %s)", OPS[op],
             z->op[op].err);
+}
+
+static void opsim_start(dz *z, int op) {
+  opsim_start_with(z, op, NULL);
 }
 
 static void opsim_stop(dz *z, int op) {
@@ -1159,6 +1153,77 @@ Test(disburse, payee_offline_then_back) {
     for (int w = 0; w < 10; w++)
       cr_assert_eq(c.per_wallet[w], 1, "%s wallet %d credited once", OPS[op], w);
   }
+  dz_done(&z);
+}
+
+/* The payee operator refuses every payment (5105): those items fail at once, with the reason,
+ * and their money goes back to the programme; a failed beneficiary may be paid by another batch
+ * of the same cycle, a paid one may not. */
+Test(disburse, refused_payments_fail_and_release_their_money) {
+  dz z;
+  dz_start(&z, 5);
+  make_programme(&z, 10000000);
+  prog_info before = programme_show(&z);
+  register_beneficiaries(&z, 10, NULL, 0);
+  opsim_stop(&z, 1);
+  const char *reject[] = {"--reject-percent", "100", NULL};
+  opsim_start_with(&z, 1, reject);
+  uint64_t total = 0, alpha_sum = 0, beta_sum = 0;
+  const char *path = write_list(&z, "list.csv", 0, 10, NULL, &total);
+  for (int k = 0; k < 10; k++)
+    *(ben_make(k).op == 0 ? &alpha_sum : &beta_sum) += ben_make(k).amount;
+  uint64_t batch = submit_and_approve(&z, path, 10, total, NULL);
+  status s = wait_status(&z, batch, state_is, "completed", T_PAY, "completed");
+  cr_assert_eq(s.n[3], 5, "alpha's 5 paid");
+  cr_assert_eq(s.n[4], 5, "beta's 5 failed");
+  cr_assert_eq(s.amount[4], beta_sum);
+  t_result *r = malloc(sizeof *r);
+  cr_assert_not_null(r);
+  report rep = get_report(&z, batch, r);
+  cr_assert_eq(rep.n, 10);
+  for (size_t i = 0; i < rep.n; i++) {
+    const row *w = &rep.rows[i];
+    if (strcmp(w->op, "beta") == 0) {
+      cr_assert_str_eq(w->status, "failed", "line %" PRIu64, w->line);
+      cr_assert_eq(w->reason_code, 5105, "line %" PRIu64 ": the operator's reason", w->line);
+      cr_assert_neq(w->reason[0], '\0', "a reason text");
+    } else {
+      cr_assert_str_eq(w->status, "paid", "line %" PRIu64, w->line);
+    }
+  }
+  free(rep.rows);
+  cr_assert(strstr(r->err, "paid 5") && strstr(r->err, "failed 5"), "%s", r->err);
+  prog_info after = programme_show(&z);
+  cr_assert_eq(before.budget - after.budget, alpha_sum, "only the paid items left the budget");
+  cr_assert_eq(after.reserved, 0);
+  cr_assert_eq(after.available, before.available - alpha_sum);
+  cr_assert_eq(opsim_credits(&z, 1).in_count, 0, "beta credited nothing");
+
+  /* beta accepts again: its beneficiaries (failed in cycle 1) may be paid in cycle 1 by a new
+   * batch; alpha's (paid) may not. */
+  opsim_stop(&z, 1);
+  opsim_start(&z, 1);
+  static char text[T_FILE];
+  size_t len = (size_t)snprintf(text, sizeof text,
+                                "beneficiary_id_type,beneficiary_id,amount,currency,reference\n");
+  for (int k = 1; k < 10; k += 2)
+    len += (size_t)snprintf(text + len, sizeof text - len, "national_id,%s,%s,KES,again-%d\n",
+                            ben_make(k).id, kes(ben_make(k).amount), k);
+  char again[SH_PATH_MAX + 32];
+  snprintf(again, sizeof again, "%s/again.csv", z.h->dir);
+  write_file(again, text);
+  uint64_t batch2 = submit_and_approve(&z, again, 5, beta_sum, NULL);
+  s = wait_status(&z, batch2, state_is, "completed", T_PAY, "completed");
+  cr_assert_eq(s.n[3], 5);
+  credits c = opsim_credits(&z, 1);
+  for (int w = 0; w < 5; w++)
+    cr_assert_eq(c.per_wallet[w], 1, "beta wallet %d paid once", w);
+  const char *paid = write_list(&z, "paid.csv", 0, 1, NULL, &total);
+  submit(&z, r, paid, 1, 1, total, NULL);
+  cr_assert_eq(r->status, 1, "a beneficiary paid in cycle 1 cannot be listed again: %s%s", r->out,
+               r->err);
+  cr_assert(strstr(r->err, "line 2: already in batch") != NULL, "%s", r->err);
+  free(r);
   dz_done(&z);
 }
 
