@@ -4,14 +4,18 @@
  * (TUMA_OPSIM) as the payee operators alpha and beta, whose wallets are the beneficiaries'
  * MSISDNs (alpha 25470…, beta 25471…; wallet i is the prefix and i zero-padded to 12 digits).
  *
- * Scenarios: every kind of bad row named by its line (malformed amount, another currency, over
- * the cap, unknown beneficiary, a wallet no operator serves, a duplicate in the file, already in
- * another batch of the programme's cycle, an unknown id type), then --exclude-invalid; control
- * totals; re-submitting the same file; maker-checker (roles and identities); a budget too short
- * for approval, then topped up (idempotent fund ids); a batch of 50 paid to completion and
- * reconciled three ways (opsim wallets, the report, the programme's budget); cancel mid-batch;
- * a payee operator offline, then back; recurring cycles; beneficiary registration (masking,
- * refused rows); usage errors.
+ * Scenarios: every kind of bad row named by its line and reason (malformed amount, another
+ * currency, over the cap, unknown beneficiary, a wallet no operator serves, a duplicate in the
+ * file, already in another batch of the programme's cycle, an unknown id type), then
+ * --exclude-invalid and the report's excluded block; control totals; chunked upload;
+ * re-submitting the same file; maker-checker (roles and identities); a budget too short for
+ * approval, then topped up (idempotent fund ids); a batch of 50 paid to completion and
+ * reconciled three ways (opsim wallets, the report, the programme's budget) with its reach
+ * breakdown; cancel mid-batch; a scheduled batch's reservation, released by a cancel; payments
+ * the operator refuses, failed and released, and their beneficiaries paid by a later batch of
+ * the same cycle; a payee operator offline, then back; recurring cycles, and one waiting for
+ * funds; tumad killed mid-batch and restarted; beneficiary registration (masking, refused
+ * rows, roles); usage errors.
  *
  * Every wait is bounded in time and count; assertions are on outcomes, never on durations. When
  * a test fails, its scratch directory is kept (tumad.log, the commands' and opsims' output).
