@@ -1118,9 +1118,10 @@ static void dis_print_status(const Tuma__V1__BatchStatus *s) {
   printf("\n");
 }
 
-/* Asks for batch's status on c; *env is the caller's. */
+/* Asks for batch's status on c; *env is the caller's. *answered (may be NULL) is set to 1 when
+ * the switch answered (a status or a refusal), 0 when the exchange itself failed. */
 static int dis_status_query(const dis_args *a, admin_client *c, uint64_t batch,
-                            Tuma__V1__AdminEnvelope **env) {
+                            Tuma__V1__AdminEnvelope **env, int *answered) {
   Tuma__V1__BatchStatusQuery q = TUMA__V1__BATCH_STATUS_QUERY__INIT;
   q.batch_id = batch;
   Tuma__V1__AdminEnvelope req = TUMA__V1__ADMIN_ENVELOPE__INIT;
@@ -1129,6 +1130,8 @@ static int dis_status_query(const dis_args *a, admin_client *c, uint64_t batch,
   int rc = dis_call(a, c, &req, env);
   if (rc != 0)
     return rc;
+  if (answered != NULL)
+    *answered = 1;
   rc = dis_expect(a->cmd, *env, TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_STATUS);
   if (rc != 0) {
     tuma__v1__admin_envelope__free_unpacked(*env, NULL);
@@ -1159,15 +1162,23 @@ static int dis_status(int argc, char **argv) {
       return CLI_EXIT_USAGE;
   }
   /* A connection per poll: a watch may last hours, and an idle connection is not guaranteed to
-   * survive that (nor the switch a restart). */
-  for (;;) {
+   * survive that (nor the switch a restart). A watch gives up after DIS_WATCH_FAILURES polls
+   * in a row that got no answer; a refusal ends it at once. */
+  enum { DIS_WATCH_FAILURES = 3 };
+  for (int failures = 0;;) {
     admin_client *c = NULL;
     Tuma__V1__AdminEnvelope *env = NULL;
-    if ((rc = dis_connect(&a, &c)) != 0 || (rc = dis_status_query(&a, c, batch, &env)) != 0) {
-      admin_client_close(c);
-      break;
-    }
+    int answered = 0;
+    if ((rc = dis_connect(&a, &c)) == 0)
+      rc = dis_status_query(&a, c, batch, &env, &answered);
     admin_client_close(c);
+    if (rc != 0) {
+      if (!a.flag[DF_WATCH] || answered || ++failures >= DIS_WATCH_FAILURES)
+        break;
+      dis_sleep_ms(interval * 1000);
+      continue;
+    }
+    failures = 0;
     dis_print_status(env->batch_status);
     int final = dis_state_final(env->batch_status->state);
     tuma__v1__admin_envelope__free_unpacked(env, NULL);
@@ -1216,7 +1227,7 @@ static int dis_report(int argc, char **argv) {
   FILE *out = stdout;
   if ((rc = dis_connect(&a, &c)) != 0)
     return rc;
-  if ((rc = dis_status_query(&a, c, batch, &st)) != 0)
+  if ((rc = dis_status_query(&a, c, batch, &st, NULL)) != 0)
     goto done;
   char currency[8];
   snprintf(currency, sizeof currency, "%s", st->batch_status->currency);

@@ -235,7 +235,9 @@ static void opsim_stop(dz *z, int op) {
 static void dz_start(dz *z, int wallets) {
   memset(z, 0, sizeof *z);
   char err[512] = "";
-  sh_options o = {.log_level = "info", .max_frame_bytes = 65536};
+  /* A handshake gets 5 s (the harness's 500 ms partial-frame timeout also bounds the TLS
+   * handshake, which a loaded machine running two suites at once can miss). */
+  sh_options o = {.log_level = "info", .max_frame_bytes = 65536, .read_timeout_ms = 5000};
   cr_assert_eq(sh_create(&o, &z->h, err, sizeof err), 0, "%s", err);
   g_h = z->h;
   cr_assert_eq(sh_start(z->h, T_START, err, sizeof err), 0, "%s", err);
