@@ -1164,7 +1164,7 @@ static int dis_status(int argc, char **argv) {
   /* A connection per poll: a watch may last hours, and an idle connection is not guaranteed to
    * survive that (nor the switch a restart). A watch gives up after DIS_WATCH_FAILURES polls
    * in a row that got no answer; a refusal ends it at once. */
-  enum { DIS_WATCH_FAILURES = 3 };
+  enum { DIS_WATCH_FAILURES = 10 };
   for (int failures = 0;;) {
     admin_client *c = NULL;
     Tuma__V1__AdminEnvelope *env = NULL;

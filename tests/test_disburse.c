@@ -267,10 +267,10 @@ typedef struct t_result {
   char out[T_OUT], err[T_OUT];
 } t_result;
 
-/* Runs `tuma ARGS… --connect … --ca … --cert AS.crt --key AS.key` to completion (at most
- * timeout_ms). as is a certificate name in DIR/certs, or a path without ".crt"/".key" when it
- * holds a '/'. NULL-terminated args. The output stays in DIR/cli-N.{out,err}. */
-static void cli_runv(dz *z, t_result *r, int timeout_ms, const char *as, const char *const *args) {
+/* Starts `tuma ARGS… --connect … --ca … --cert AS.crt --key AS.key`. as is a certificate name
+ * in DIR/certs, or a path without ".crt"/".key" when it holds a '/'. NULL-terminated args. The
+ * output goes to DIR/cli-N.{out,err}; DIR/commands.log lists what ran. */
+static void cli_spawn(dz *z, proc *p, const char *as, const char *const *args) {
   const char *bin = getenv("TUMA_CLI");
   cr_assert_not_null(bin, "TUMA_CLI is not set (run through meson test)");
   char addr[64], cert[SH_PATH_MAX + 80], key[SH_PATH_MAX + 80];
@@ -295,22 +295,27 @@ static void cli_runv(dz *z, t_result *r, int timeout_ms, const char *as, const c
   argv[n] = NULL;
   char tag[32];
   snprintf(tag, sizeof tag, "cli-%03d", ++z->ncli);
-  proc p;
-  proc_start(&p, z->h->dir, tag, argv);
-  r->status = proc_wait(&p, timeout_ms);
-  read_file(p.out, r->out);
-  read_file(p.err, r->err);
   /* A record of what ran, for a failed test's scratch directory. */
   char log[SH_PATH_MAX + 32];
   snprintf(log, sizeof log, "%s/commands.log", z->h->dir);
   FILE *f = fopen(log, "a");
   if (f != NULL) {
-    fprintf(f, "%s [%s] status %d:", tag, as, r->status);
+    fprintf(f, "%s [%s]:", tag, as);
     for (int k = 1; k < n - 8; k++)
       fprintf(f, " %s", argv[k]);
     fprintf(f, "\n");
     fclose(f);
   }
+  proc_start(p, z->h->dir, tag, argv);
+}
+
+/* Runs the command to completion (at most timeout_ms) and reads its output into r. */
+static void cli_runv(dz *z, t_result *r, int timeout_ms, const char *as, const char *const *args) {
+  proc p;
+  cli_spawn(z, &p, as, args);
+  r->status = proc_wait(&p, timeout_ms);
+  read_file(p.out, r->out);
+  read_file(p.err, r->err);
 }
 
 /* The same with the arguments as a variable list ending in NULL. */
@@ -1375,11 +1380,24 @@ Test(disburse, switch_killed_mid_batch_pays_each_once) {
   uint64_t some = 5;
   status mid = wait_status(&z, batch, paid_at_least, &some, 30000, "5 paid");
   cr_assert_lt(mid.n[3], 40, "the batch is still running when tumad is killed");
+  /* A watch that outlives the switch's restart. */
+  proc watch;
+  const char *watch_args[] = {"disburse",   "status", u64s(batch), "--watch",
+                              "--interval", "1",      NULL};
+  cli_spawn(&z, &watch, "approver", watch_args);
+  sleep_ms(300);
   cr_assert_eq(sh_kill(z.h), 0, "kill -9 tumad");
+  sleep_ms(1500); /* down for more than the watch's interval */
   char err[512] = "";
   cr_assert_eq(sh_start(z.h, T_START, err, sizeof err), 0, "%s", err);
   status s = wait_status(&z, batch, state_is, "completed", T_PAY, "completed after the restart");
   cr_assert_eq(s.n[3], 40, "all 40 paid");
+  static char out[T_OUT];
+  int watched = proc_wait(&watch, T_PAY);
+  read_file(watch.err, out);
+  cr_assert_eq(watched, 0, "status --watch rode out the restart: %s", out);
+  cr_assert(strstr(out, "tuma disburse status: ") != NULL, "a poll failed while tumad was down");
+  cr_assert(strstr(read_file(watch.out, out), "state completed") != NULL, "%s", out);
   for (int op = 0; op < 2; op++) {
     credits c = opsim_credits(&z, op);
     cr_assert_eq(c.pending, 0);
