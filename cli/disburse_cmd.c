@@ -505,7 +505,9 @@ static int dis_programme_fund(int argc, char **argv) {
     return rc;
   if ((rc = dis_programme_query(&a, c, prog, &info)) != 0)
     goto done;
-  const char *currency = info->programme_info->currency;
+  /* Copied: info is freed and asked again below. */
+  char currency[8];
+  snprintf(currency, sizeof currency, "%s", info->programme_info->currency);
   int exponent = dis_exponent(cmd, currency);
   uint64_t amount = 0;
   if (exponent < 0) {
@@ -736,7 +738,10 @@ static int dis_upload(const dis_args *a, admin_client *c, dis_file *df, size_t c
       goto done;
     }
     sent += n;
-    EVP_DigestUpdate(md, buf, n);
+    if (EVP_DigestUpdate(md, buf, n) != 1) {
+      fprintf(stderr, "tuma %s: SHA-256 failed\n", a->cmd);
+      goto done;
+    }
     int last = sent >= df->size;
     if (last) {
       uint8_t sha[32];
@@ -1113,9 +1118,10 @@ static void dis_print_status(const Tuma__V1__BatchStatus *s) {
   printf("\n");
 }
 
-/* Asks for batch's status on c; *env is the caller's. */
+/* Asks for batch's status on c; *env is the caller's. *answered (may be NULL) is set to 1 when
+ * the switch answered (a status or a refusal), 0 when the exchange itself failed. */
 static int dis_status_query(const dis_args *a, admin_client *c, uint64_t batch,
-                            Tuma__V1__AdminEnvelope **env) {
+                            Tuma__V1__AdminEnvelope **env, int *answered) {
   Tuma__V1__BatchStatusQuery q = TUMA__V1__BATCH_STATUS_QUERY__INIT;
   q.batch_id = batch;
   Tuma__V1__AdminEnvelope req = TUMA__V1__ADMIN_ENVELOPE__INIT;
@@ -1124,6 +1130,8 @@ static int dis_status_query(const dis_args *a, admin_client *c, uint64_t batch,
   int rc = dis_call(a, c, &req, env);
   if (rc != 0)
     return rc;
+  if (answered != NULL)
+    *answered = 1;
   rc = dis_expect(a->cmd, *env, TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_STATUS);
   if (rc != 0) {
     tuma__v1__admin_envelope__free_unpacked(*env, NULL);
@@ -1153,13 +1161,24 @@ static int dis_status(int argc, char **argv) {
     if (cli_parse_u64(cmd, "--interval", a.opt[DO_INTERVAL], 1, 3600, &interval) != 0)
       return CLI_EXIT_USAGE;
   }
-  admin_client *c = NULL;
-  if ((rc = dis_connect(&a, &c)) != 0)
-    return rc;
-  for (;;) {
+  /* A connection per poll: a watch may last hours, and an idle connection is not guaranteed to
+   * survive that (nor the switch a restart). A watch gives up after DIS_WATCH_FAILURES polls
+   * in a row that got no answer; a refusal ends it at once. */
+  enum { DIS_WATCH_FAILURES = 3 };
+  for (int failures = 0;;) {
+    admin_client *c = NULL;
     Tuma__V1__AdminEnvelope *env = NULL;
-    if ((rc = dis_status_query(&a, c, batch, &env)) != 0)
-      break;
+    int answered = 0;
+    if ((rc = dis_connect(&a, &c)) == 0)
+      rc = dis_status_query(&a, c, batch, &env, &answered);
+    admin_client_close(c);
+    if (rc != 0) {
+      if (!a.flag[DF_WATCH] || answered || ++failures >= DIS_WATCH_FAILURES)
+        break;
+      dis_sleep_ms(interval * 1000);
+      continue;
+    }
+    failures = 0;
     dis_print_status(env->batch_status);
     int final = dis_state_final(env->batch_status->state);
     tuma__v1__admin_envelope__free_unpacked(env, NULL);
@@ -1168,7 +1187,6 @@ static int dis_status(int argc, char **argv) {
       break;
     dis_sleep_ms(interval * 1000);
   }
-  admin_client_close(c);
   return rc;
 }
 
@@ -1209,7 +1227,7 @@ static int dis_report(int argc, char **argv) {
   FILE *out = stdout;
   if ((rc = dis_connect(&a, &c)) != 0)
     return rc;
-  if ((rc = dis_status_query(&a, c, batch, &st)) != 0)
+  if ((rc = dis_status_query(&a, c, batch, &st, NULL)) != 0)
     goto done;
   char currency[8];
   snprintf(currency, sizeof currency, "%s", st->batch_status->currency);

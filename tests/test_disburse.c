@@ -4,14 +4,18 @@
  * (TUMA_OPSIM) as the payee operators alpha and beta, whose wallets are the beneficiaries'
  * MSISDNs (alpha 25470…, beta 25471…; wallet i is the prefix and i zero-padded to 12 digits).
  *
- * Scenarios: every kind of bad row named by its line (malformed amount, another currency, over
- * the cap, unknown beneficiary, a wallet no operator serves, a duplicate in the file, already in
- * another batch of the programme's cycle, an unknown id type), then --exclude-invalid; control
- * totals; re-submitting the same file; maker-checker (roles and identities); a budget too short
- * for approval, then topped up (idempotent fund ids); a batch of 50 paid to completion and
- * reconciled three ways (opsim wallets, the report, the programme's budget); cancel mid-batch;
- * a payee operator offline, then back; recurring cycles; beneficiary registration (masking,
- * refused rows); usage errors.
+ * Scenarios: every kind of bad row named by its line and reason (malformed amount, another
+ * currency, over the cap, unknown beneficiary, a wallet no operator serves, a duplicate in the
+ * file, already in another batch of the programme's cycle, an unknown id type), then
+ * --exclude-invalid and the report's excluded block; control totals; chunked upload;
+ * re-submitting the same file; maker-checker (roles and identities); a budget too short for
+ * approval, then topped up (idempotent fund ids); a batch of 50 paid to completion and
+ * reconciled three ways (opsim wallets, the report, the programme's budget) with its reach
+ * breakdown; cancel mid-batch; a scheduled batch's reservation, released by a cancel; payments
+ * the operator refuses, failed and released, and their beneficiaries paid by a later batch of
+ * the same cycle; a payee operator offline, then back; recurring cycles, and one waiting for
+ * funds; tumad killed mid-batch and restarted; beneficiary registration (masking, refused
+ * rows, roles); usage errors.
  *
  * Every wait is bounded in time and count; assertions are on outcomes, never on durations. When
  * a test fails, its scratch directory is kept (tumad.log, the commands' and opsims' output).
@@ -184,45 +188,39 @@ static void wallet_msisdn(int op, int i, char *out, size_t cap) {
   snprintf(out, cap, "%s%07d", PREFIX[op], i);
 }
 
-/* Starts (or restarts, on the same data directory) operator op as a payee only. */
-static void opsim_start(dz *z, int op) {
+/* Starts (or restarts, on the same data directory) operator op as a payee only; extra: more
+ * options (NULL-terminated, may be NULL), e.g. --reject-percent 100. */
+static void opsim_start_with(dz *z, int op, const char *const *extra) {
   static char addr[2][64], wallets[2][16], tag[2][32];
   static int starts[2];
+  char cert[SH_PATH_MAX + 80], key[SH_PATH_MAX + 80];
   snprintf(addr[op], sizeof addr[op], "127.0.0.1:%u", z->h->port);
   snprintf(wallets[op], sizeof wallets[op], "%d", z->wallets);
   snprintf(tag[op], sizeof tag[op], "%s-%d", OPS[op], ++starts[op]);
-  const char *argv[] = {opsim_bin(),
-                        "--connect",
-                        addr[op],
-                        "--pki",
-                        z->h->pki,
-                        "--ca",
-                        z->h->ca,
-                        "--cert",
-                        sh_cert(z->h, OPS[op]),
-                        "--key",
-                        NULL,
-                        "--as",
-                        OPS[op],
-                        "--data",
-                        z->data[op],
-                        "--wallets",
-                        wallets[op],
-                        "--msisdn-prefix",
-                        PREFIX[op],
-                        "--initial-balance",
-                        "0",
-                        "--log-level",
-                        "info",
-                        NULL};
-  char cert[SH_PATH_MAX + 80], key[SH_PATH_MAX + 80];
   snprintf(cert, sizeof cert, "%s", sh_cert(z->h, OPS[op]));
   snprintf(key, sizeof key, "%s", sh_key(z->h, OPS[op]));
-  argv[8] = cert;
-  argv[10] = key;
+  const char *argv[40] = {opsim_bin(), "--connect",
+                          addr[op],    "--ca",
+                          z->h->ca,    "--cert",
+                          cert,        "--key",
+                          key,         "--as",
+                          OPS[op],     "--data",
+                          z->data[op], "--wallets",
+                          wallets[op], "--msisdn-prefix",
+                          PREFIX[op],  "--initial-balance",
+                          "0",         "--log-level",
+                          "info"};
+  size_t n = 21;
+  for (size_t k = 0; extra != NULL && extra[k] != NULL && n < 39; k++)
+    argv[n++] = extra[k];
+  argv[n] = NULL;
   proc_start(&z->op[op], z->h->dir, tag[op], argv);
   cr_assert(wait_for_text(z->op[op].err, "ready", T_READY), "%s ready (see %s)", OPS[op],
             z->op[op].err);
+}
+
+static void opsim_start(dz *z, int op) {
+  opsim_start_with(z, op, NULL);
 }
 
 static void opsim_stop(dz *z, int op) {
@@ -237,7 +235,9 @@ static void opsim_stop(dz *z, int op) {
 static void dz_start(dz *z, int wallets) {
   memset(z, 0, sizeof *z);
   char err[512] = "";
-  sh_options o = {.log_level = "info", .max_frame_bytes = 65536};
+  /* A handshake gets 5 s (the harness's 500 ms partial-frame timeout also bounds the TLS
+   * handshake, which a loaded machine running two suites at once can miss). */
+  sh_options o = {.log_level = "info", .max_frame_bytes = 65536, .read_timeout_ms = 5000};
   cr_assert_eq(sh_create(&o, &z->h, err, sizeof err), 0, "%s", err);
   g_h = z->h;
   cr_assert_eq(sh_start(z->h, T_START, err, sizeof err), 0, "%s", err);
@@ -464,8 +464,8 @@ static int paid_at_least(const status *s, void *arg) {
 typedef struct row {
   uint32_t cycle;
   uint64_t line;
-  char beneficiary[80], reference[80], currency[8], status[16], transfer_id[40], completed[40],
-      op[64];
+  char beneficiary[80], reference[80], currency[8], status[16], reason[128], transfer_id[40],
+      completed[40], op[64];
   uint64_t amount;
   uint32_t reason_code;
 } row;
@@ -549,6 +549,7 @@ static report get_report(dz *z, uint64_t batch, t_result *r) {
     snprintf(w->currency, sizeof w->currency, "%s", f[5]);
     snprintf(w->status, sizeof w->status, "%s", f[6]);
     w->reason_code = (uint32_t)strtoul(f[7], NULL, 10);
+    snprintf(w->reason, sizeof w->reason, "%s", f[8]);
     snprintf(w->transfer_id, sizeof w->transfer_id, "%s", f[9]);
     snprintf(w->completed, sizeof w->completed, "%s", f[10]);
     snprintf(w->op, sizeof w->op, "%s", f[11]);
@@ -669,18 +670,24 @@ static void register_beneficiaries(dz *z, int n, const char *extra_rows, int ext
 
 /* Writes a list file NAME (in DIR) with beneficiaries first..first+n-1 (their amounts) and any
  * extra rows; *total gets the sum of the beneficiaries' amounts. Returns the path (static). */
-static const char *write_list(dz *z, const char *name, int first, int n, const char *extra_rows,
-                              uint64_t *total) {
+static const char *write_list_profile(dz *z, const char *name, int first, int n,
+                                      const char *extra_rows, uint64_t *total, int profile) {
   static char path[SH_PATH_MAX + 64];
   static char text[T_FILE];
   size_t len = (size_t)snprintf(text, sizeof text,
-                                "beneficiary_id_type,beneficiary_id,amount,currency,reference\n");
+                                "beneficiary_id_type,beneficiary_id,amount,currency,reference%s\n",
+                                profile ? ",sex,age_band,region" : "");
   uint64_t sum = 0;
   for (int k = first; k < first + n; k++) {
     ben b = ben_make(k);
     len += (size_t)snprintf(text + len, sizeof text - len,
-                            "national_id,%s,%" PRIu64 ".%02" PRIu64 ",KES,relief-%d\n", b.id,
+                            "national_id,%s,%" PRIu64 ".%02" PRIu64 ",KES,relief-%d", b.id,
                             b.amount / 100, b.amount % 100, k);
+    /* Profile: F for even k, M for odd; region Lamu for every 10th (a cell under 10). */
+    if (profile)
+      len += (size_t)snprintf(text + len, sizeof text - len, ",%s,18-35,%s", k % 2 ? "M" : "F",
+                              k % 10 == 0 ? "Lamu" : "Turkana");
+    len += (size_t)snprintf(text + len, sizeof text - len, "\n");
     sum += b.amount;
   }
   if (extra_rows != NULL)
@@ -691,6 +698,11 @@ static const char *write_list(dz *z, const char *name, int first, int n, const c
   if (total != NULL)
     *total = sum;
   return path;
+}
+
+static const char *write_list(dz *z, const char *name, int first, int n, const char *extra_rows,
+                              uint64_t *total) {
+  return write_list_profile(z, name, first, n, extra_rows, total, 0);
 }
 
 /* "12345" minor → "123.45" (static ring of buffers). */
@@ -782,13 +794,25 @@ Test(disburse, every_bad_row_is_named_by_its_line) {
   uint64_t valid_total = first + 15000 + 15000;
   submit(&z, r, path, 1, 3, valid_total, NULL);
   cr_assert_eq(r->status, 1, "a list with bad rows is refused: %s%s", r->out, r->err);
-  for (int line = 3; line <= 10; line++) {
-    if (line == 8)
-      continue;
+  /* Each bad line with its reason (the switch's words, switch/DISBURSE.md). */
+  static const struct {
+    int line;
+    const char *reason;
+  } why[] = {{3, "amount"},         {4, "currency"},  {5, "cap"},     {6, "unknown beneficiary"},
+             {7, "unknown wallet"}, {9, "duplicate"}, {10, "id type"}};
+  for (size_t k = 0; k < sizeof why / sizeof why[0]; k++) {
     char want[32];
-    snprintf(want, sizeof want, "line %d: ", line);
-    cr_assert(strstr(r->err, want) != NULL, "'%s' in the refusal: %s", want, r->err);
+    snprintf(want, sizeof want, "line %d: ", why[k].line);
+    const char *at = strstr(r->err, want);
+    cr_assert_not_null(at, "'%s' in the refusal: %s", want, r->err);
+    const char *eol = strchr(at, '\n');
+    cr_assert_not_null(eol);
+    char one[256];
+    snprintf(one, sizeof one, "%.*s", (int)(eol - at), at);
+    cr_assert(strstr(one, why[k].reason) != NULL, "line %d says why (%s): %s", why[k].line,
+              why[k].reason, one);
   }
+  cr_assert(strstr(r->err, "batch refused: 3100") != NULL, "%s", r->err);
   cr_assert(strstr(r->err, "line 2: ") == NULL && strstr(r->err, "line 8: ") == NULL &&
                 strstr(r->err, "line 11: ") == NULL,
             "good rows are not named: %s", r->err);
@@ -803,13 +827,32 @@ Test(disburse, every_bad_row_is_named_by_its_line) {
   cr_assert(strstr(r->out, want) != NULL, "'%s' in: %s", want, r->out);
   uint64_t b1 = batch_of(r);
   cr_assert(strstr(r->out, "line 3: ") && strstr(r->out, "line 10: "), "%s", r->out);
+  /* Its report: the three rows, then the seven excluded at validation. */
+  report rep = get_report(&z, b1, r);
+  cr_assert_eq(rep.n, 3);
+  cr_assert_eq(rep.rows[0].line, 2);
+  cr_assert_eq(rep.rows[1].line, 8);
+  cr_assert_eq(rep.rows[2].line, 11);
+  cr_assert_str_eq(rep.rows[0].status, "pending");
+  const char *block = "# excluded at validation\nline,reason\n";
+  cr_assert(strncmp(rep.invalid, block, strlen(block)) == 0, "%s", rep.invalid);
+  int excluded = 0;
+  for (const char *p = rep.invalid; (p = strchr(p, '\n')) != NULL; p++)
+    excluded++;
+  cr_assert_eq(excluded, 2 + 7, "header lines and 7 rows: %s", rep.invalid);
+  cr_assert(strstr(rep.invalid, "\n3,") && strstr(rep.invalid, "\n10,"), "%s", rep.invalid);
+  cr_assert(strstr(r->err, "3 items: paid 0") && strstr(r->err, "7 excluded at validation"), "%s",
+            r->err);
+  free(rep.rows);
 
   /* Beneficiary 0 (line 2 above) is in batch b1 for cycle 1: another list for cycle 1 that
    * names it is refused at that line; the same list for cycle 2 is fine. */
   const char *other = write_list(&z, "other.csv", 0, 2, NULL, &first);
   submit(&z, r, other, 1, 2, first, NULL);
   cr_assert_eq(r->status, 1, "%s%s", r->out, r->err);
-  cr_assert(strstr(r->err, "line 2: ") != NULL, "already in batch %" PRIu64 ": %s", b1, r->err);
+  char already[64];
+  snprintf(already, sizeof already, "line 2: already in batch %" PRIu64, b1);
+  cr_assert(strstr(r->err, already) != NULL, "'%s' in: %s", already, r->err);
   cr_assert(strstr(r->err, "line 3: ") == NULL, "%s", r->err);
   submit(&z, r, other, 2, 2, first, NULL);
   cr_assert_eq(r->status, 0, "cycle 2 is another cycle: %s%s", r->out, r->err);
@@ -830,7 +873,8 @@ Test(disburse, control_totals_and_resubmission) {
   const char *path = write_list(&z, "list.csv", 0, 5, NULL, &total);
   submit(&z, r, path, 1, 4, total, NULL);
   cr_assert_eq(r->status, 1, "a wrong count is refused: %s%s", r->out, r->err);
-  cr_assert(strstr(r->err, "refused") != NULL, "%s", r->err);
+  cr_assert(strstr(r->err, "batch refused: 3100") && strstr(r->err, "control totals"), "%s",
+            r->err);
   submit(&z, r, path, 1, 5, total - 1, NULL);
   cr_assert_eq(r->status, 1, "a total off by 0.01 is refused: %s%s", r->out, r->err);
   /* In chunks of 64 bytes: several requests, the options in the first. */
@@ -913,6 +957,7 @@ Test(disburse, budget_short_then_topped_up) {
   char batch[24];
   snprintf(batch, sizeof batch, "%" PRIu64, batch_of(r));
   CLI_REFUSED(&z, r, "approver", "disburse", "approve", batch);
+  cr_assert(strstr(r->err, "refused: ") && strstr(r->err, "budget"), "why: %s", r->err);
   prog_info pi = programme_show(&z);
   cr_assert_eq(pi.budget, 10000);
   cr_assert_eq(pi.available, 10000, "nothing reserved by a refused approval");
@@ -922,6 +967,7 @@ Test(disburse, budget_short_then_topped_up) {
          "--id", id);
   CLI_OK(&z, r, "admin", "disburse", "programme", "fund", "--programme", PROG, "--amount", "1000",
          "--id", id);
+  cr_assert(strstr(r->out, "budget 1100.00 KES, available 1100.00 KES") != NULL, "%s", r->out);
   pi = programme_show(&z);
   cr_assert_eq(pi.budget, 10000 + 100000, "the same fund id moves the money once");
 
@@ -945,7 +991,7 @@ Test(disburse, small_batch_paid_and_reconciled) {
   prog_info before = programme_show(&z);
   register_beneficiaries(&z, 50, NULL, 0);
   uint64_t total = 0, per_op[2] = {0, 0};
-  const char *path = write_list(&z, "list.csv", 0, 50, NULL, &total);
+  const char *path = write_list_profile(&z, "list.csv", 0, 50, NULL, &total, 1);
   for (int k = 0; k < 50; k++)
     per_op[ben_make(k).op] += ben_make(k).amount;
   uint64_t batch = submit_and_approve(&z, path, 50, total, NULL);
@@ -1013,6 +1059,15 @@ Test(disburse, small_batch_paid_and_reconciled) {
   cr_assert(strstr(r->out, "\nall,") != NULL, "an 'all' cell: %s", r->out);
   const char *all = strstr(r->out, "\nall,");
   cr_assert(strstr(all, ",50,50,0,") != NULL, "50 people, 50 paid, 0 failed: %s", all);
+  cr_assert(strstr(r->out, "\nsex,F,25,25,0,") && strstr(r->out, "\nsex,M,25,25,0,"), "%s", r->out);
+  cr_assert(strstr(r->out, "\nregion,Turkana,45,45,0,") != NULL, "%s", r->out);
+  cr_assert(strstr(r->out, "\nregion,Lamu,<10,<10,<10,<10\n") != NULL,
+            "a cell of 5 people is suppressed: %s", r->out);
+  cr_assert(strstr(r->out, "\noperator,alpha,25,25,0,") &&
+                strstr(r->out, "\noperator,beta,25,25,0,"),
+            "%s", r->out);
+  CLI_OK(&z, r, "manager", "disburse", "reach", u64s(batch));
+  cr_assert(strstr(r->out, "DIMENSION") != NULL && strstr(r->out, "<10") != NULL, "%s", r->out);
   free(r);
   dz_done(&z);
 }
@@ -1048,6 +1103,7 @@ Test(disburse, cancel_mid_batch) {
       npaid++;
     } else {
       cr_assert_str_eq(w->status, "cancelled", "line %" PRIu64 " is %s", w->line, w->status);
+      cr_assert_str_eq(w->reason, "cancelled", "line %" PRIu64, w->line);
       cr_assert_eq(w->transfer_id[0] == '\0' || strlen(w->transfer_id) == 32, 1);
       ncancelled++;
     }
@@ -1091,6 +1147,7 @@ Test(disburse, payee_offline_then_back) {
   sleep_ms(1500); /* a few retries to beta meanwhile */
   s = batch_status(&z, batch);
   cr_assert_eq(s.n[3], 10, "only alpha's items are paid while beta is away");
+  cr_assert_eq(s.n[4], 0, "beta's items wait for a retry, they do not fail");
   cr_assert_str_neq(s.state, "completed");
   opsim_start(&z, 1);
   wait_status(&z, batch, state_is, "completed", T_PAY, "completed");
@@ -1102,6 +1159,77 @@ Test(disburse, payee_offline_then_back) {
     for (int w = 0; w < 10; w++)
       cr_assert_eq(c.per_wallet[w], 1, "%s wallet %d credited once", OPS[op], w);
   }
+  dz_done(&z);
+}
+
+/* The payee operator refuses every payment (5105): those items fail at once, with the reason,
+ * and their money goes back to the programme; a failed beneficiary may be paid by another batch
+ * of the same cycle, a paid one may not. */
+Test(disburse, refused_payments_fail_and_release_their_money) {
+  dz z;
+  dz_start(&z, 5);
+  make_programme(&z, 10000000);
+  prog_info before = programme_show(&z);
+  register_beneficiaries(&z, 10, NULL, 0);
+  opsim_stop(&z, 1);
+  const char *reject[] = {"--reject-percent", "100", NULL};
+  opsim_start_with(&z, 1, reject);
+  uint64_t total = 0, alpha_sum = 0, beta_sum = 0;
+  const char *path = write_list(&z, "list.csv", 0, 10, NULL, &total);
+  for (int k = 0; k < 10; k++)
+    *(ben_make(k).op == 0 ? &alpha_sum : &beta_sum) += ben_make(k).amount;
+  uint64_t batch = submit_and_approve(&z, path, 10, total, NULL);
+  status s = wait_status(&z, batch, state_is, "completed", T_PAY, "completed");
+  cr_assert_eq(s.n[3], 5, "alpha's 5 paid");
+  cr_assert_eq(s.n[4], 5, "beta's 5 failed");
+  cr_assert_eq(s.amount[4], beta_sum);
+  t_result *r = malloc(sizeof *r);
+  cr_assert_not_null(r);
+  report rep = get_report(&z, batch, r);
+  cr_assert_eq(rep.n, 10);
+  for (size_t i = 0; i < rep.n; i++) {
+    const row *w = &rep.rows[i];
+    if (strcmp(w->op, "beta") == 0) {
+      cr_assert_str_eq(w->status, "failed", "line %" PRIu64, w->line);
+      cr_assert_eq(w->reason_code, 5105, "line %" PRIu64 ": the operator's reason", w->line);
+      cr_assert_neq(w->reason[0], '\0', "a reason text");
+    } else {
+      cr_assert_str_eq(w->status, "paid", "line %" PRIu64, w->line);
+    }
+  }
+  free(rep.rows);
+  cr_assert(strstr(r->err, "paid 5") && strstr(r->err, "failed 5"), "%s", r->err);
+  prog_info after = programme_show(&z);
+  cr_assert_eq(before.budget - after.budget, alpha_sum, "only the paid items left the budget");
+  cr_assert_eq(after.reserved, 0);
+  cr_assert_eq(after.available, before.available - alpha_sum);
+  cr_assert_eq(opsim_credits(&z, 1).in_count, 0, "beta credited nothing");
+
+  /* beta accepts again: its beneficiaries (failed in cycle 1) may be paid in cycle 1 by a new
+   * batch; alpha's (paid) may not. */
+  opsim_stop(&z, 1);
+  opsim_start(&z, 1);
+  static char text[T_FILE];
+  size_t len = (size_t)snprintf(text, sizeof text,
+                                "beneficiary_id_type,beneficiary_id,amount,currency,reference\n");
+  for (int k = 1; k < 10; k += 2)
+    len += (size_t)snprintf(text + len, sizeof text - len, "national_id,%s,%s,KES,again-%d\n",
+                            ben_make(k).id, kes(ben_make(k).amount), k);
+  char again[SH_PATH_MAX + 32];
+  snprintf(again, sizeof again, "%s/again.csv", z.h->dir);
+  write_file(again, text);
+  uint64_t batch2 = submit_and_approve(&z, again, 5, beta_sum, NULL);
+  s = wait_status(&z, batch2, state_is, "completed", T_PAY, "completed");
+  cr_assert_eq(s.n[3], 5);
+  credits c = opsim_credits(&z, 1);
+  for (int w = 0; w < 5; w++)
+    cr_assert_eq(c.per_wallet[w], 1, "beta wallet %d paid once", w);
+  const char *paid = write_list(&z, "paid.csv", 0, 1, NULL, &total);
+  submit(&z, r, paid, 1, 1, total, NULL);
+  cr_assert_eq(r->status, 1, "a beneficiary paid in cycle 1 cannot be listed again: %s%s", r->out,
+               r->err);
+  cr_assert(strstr(r->err, "line 2: already in batch") != NULL, "%s", r->err);
+  free(r);
   dz_done(&z);
 }
 
@@ -1145,6 +1273,122 @@ Test(disburse, recurring_cycles_pay_once_per_cycle) {
   prog_info after = programme_show(&z);
   cr_assert_eq(before.budget - after.budget, 2 * total);
   free(r);
+  dz_done(&z);
+}
+
+/* A batch scheduled an hour ahead: approval reserves its total (nothing is paid yet) and that
+ * money cannot be approved twice — a second batch waits; a cancel before the start releases the
+ * reservation, and the second batch is then approved and paid. */
+Test(disburse, scheduled_batch_holds_its_reservation_until_cancelled) {
+  dz z;
+  dz_start(&z, 2);
+  register_beneficiaries(&z, 4, NULL, 0);
+  uint64_t total = 0;
+  const char *path = write_list(&z, "list.csv", 0, 4, NULL, &total);
+  make_programme(&z, total + total / 2); /* one batch's worth and a half */
+  prog_info before = programme_show(&z);
+  const char *later[] = {"--at", "+1h", NULL};
+  uint64_t batch = submit_and_approve(&z, path, 4, total, later);
+  status s = batch_status(&z, batch);
+  cr_assert_str_eq(s.state, "approved");
+  cr_assert_eq(s.n[3], 0, "nothing paid before the start");
+  prog_info held = programme_show(&z);
+  cr_assert_eq(held.reserved, total, "approval reserved the batch's total");
+  cr_assert_eq(held.available, before.available - total);
+  t_result *r = malloc(sizeof *r);
+  cr_assert_not_null(r);
+  CLI_OK(&z, r, "manager", "disburse", "status", u64s(batch));
+  cr_assert(strstr(r->out, "starts at ") != NULL, "%s", r->out);
+
+  /* The same list for cycle 2, due now: the reservation of the first leaves too little. */
+  submit(&z, r, path, 2, 4, total, NULL);
+  cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+  char second[24];
+  snprintf(second, sizeof second, "%" PRIu64, batch_of(r));
+  CLI_REFUSED(&z, r, "approver", "disburse", "approve", second);
+  cr_assert(strstr(r->err, "refused: 4001") != NULL, "%s", r->err);
+
+  CLI_OK(&z, r, "manager", "disburse", "cancel", u64s(batch));
+  s = wait_status(&z, batch, state_is, "cancelled", 30000, "cancelled");
+  prog_info after = programme_show(&z);
+  cr_assert_eq(after.reserved, 0);
+  cr_assert_eq(after.available, before.available, "the reservation is released");
+  cr_assert_eq(after.budget, before.budget);
+  for (int op = 0; op < 2; op++)
+    cr_assert_eq(opsim_credits(&z, op).in_count, 0, "%s: nothing paid", OPS[op]);
+
+  CLI_OK(&z, r, "approver", "disburse", "approve", second);
+  wait_status(&z, strtoull(second, NULL, 10), state_is, "completed", T_PAY, "completed");
+  after = programme_show(&z);
+  cr_assert_eq(after.budget, before.budget - total);
+  cr_assert_eq(opsim_credits(&z, 0).in_count + opsim_credits(&z, 1).in_count, 4);
+  free(r);
+  dz_done(&z);
+}
+
+/* A recurring batch whose second cycle finds the budget short waits for funds, and goes on
+ * once the programme is topped up. */
+Test(disburse, recurring_cycle_waits_for_funds) {
+  dz z;
+  dz_start(&z, 3);
+  register_beneficiaries(&z, 6, NULL, 0);
+  uint64_t total = 0;
+  const char *path = write_list(&z, "list.csv", 0, 6, NULL, &total);
+  make_programme(&z, total); /* exactly one cycle */
+  const char *cycles[] = {"--cycles", "2", "--every", "2s", NULL};
+  uint64_t batch = submit_and_approve(&z, path, 6, total, cycles);
+  status s = wait_status(&z, batch, state_is, "waiting_funds", 60000, "waiting_funds");
+  prog_info pi = programme_show(&z);
+  cr_assert_eq(pi.budget, 0, "cycle 1 spent the budget");
+  cr_assert_eq(opsim_credits(&z, 0).in_count + opsim_credits(&z, 1).in_count, 6,
+               "cycle 1 paid while cycle 2 waits");
+  t_result *r = malloc(sizeof *r);
+  cr_assert_not_null(r);
+  CLI_OK(&z, r, "admin", "disburse", "programme", "fund", "--programme", PROG, "--amount",
+         kes(total));
+  s = wait_status(&z, batch, state_is, "completed", T_PAY, "completed");
+  cr_assert_eq(s.n[3], 6, "cycle 2: 6 paid");
+  pi = programme_show(&z);
+  cr_assert_eq(pi.budget, 0);
+  cr_assert_eq(pi.reserved, 0);
+  for (int op = 0; op < 2; op++) {
+    credits c = opsim_credits(&z, op);
+    for (int w = 0; w < 3; w++)
+      cr_assert_eq(c.per_wallet[w], 2, "%s wallet %d paid in both cycles", OPS[op], w);
+  }
+  free(r);
+  dz_done(&z);
+}
+
+/* tumad killed (SIGKILL) in the middle of a batch and restarted on its data directory: the
+ * batch completes and no beneficiary is paid twice. */
+Test(disburse, switch_killed_mid_batch_pays_each_once) {
+  dz z;
+  dz_start(&z, 20);
+  make_programme(&z, 10000000);
+  prog_info before = programme_show(&z);
+  register_beneficiaries(&z, 40, NULL, 0);
+  uint64_t total = 0;
+  const char *path = write_list(&z, "list.csv", 0, 40, NULL, &total);
+  const char *slow[] = {"--rate", "8", NULL};
+  uint64_t batch = submit_and_approve(&z, path, 40, total, slow);
+  uint64_t some = 5;
+  status mid = wait_status(&z, batch, paid_at_least, &some, 30000, "5 paid");
+  cr_assert_lt(mid.n[3], 40, "the batch is still running when tumad is killed");
+  cr_assert_eq(sh_kill(z.h), 0, "kill -9 tumad");
+  char err[512] = "";
+  cr_assert_eq(sh_start(z.h, T_START, err, sizeof err), 0, "%s", err);
+  status s = wait_status(&z, batch, state_is, "completed", T_PAY, "completed after the restart");
+  cr_assert_eq(s.n[3], 40, "all 40 paid");
+  for (int op = 0; op < 2; op++) {
+    credits c = opsim_credits(&z, op);
+    cr_assert_eq(c.pending, 0);
+    for (int w = 0; w < 20; w++)
+      cr_assert_eq(c.per_wallet[w], 1, "%s wallet %d credited exactly once", OPS[op], w);
+  }
+  prog_info after = programme_show(&z);
+  cr_assert_eq(before.budget - after.budget, total, "the budget paid each item once");
+  cr_assert_eq(after.reserved, 0);
   dz_done(&z);
 }
 
