@@ -360,14 +360,15 @@ static int check_id_type(const char *s, size_t len, sw_batch_row *r) {
   return SW_BATCH_FILE_ROW_ID_TYPE;
 }
 
-/* With an unknown id type (r->id_type 0) only the rules common to every type are checked. An
- * MSISDN id may be written with a leading '+', which is dropped. */
+/* The id rules, once the record's id type is known; s[0..len) already passed text_ok. With an
+ * unknown id type (r->id_type 0) only the rules common to every type are checked. An MSISDN id
+ * may be written with a leading '+', which is dropped. */
 static int check_id(const char *s, size_t len, sw_batch_row *r) {
   if (r->id_type == SW_PARTY_MSISDN && len && s[0] == '+') {
     s++;
     len--;
   }
-  if (len == 0 || len > SW_PARTY_ID_MAX || !text_ok(s, len))
+  if (len == 0 || len > SW_PARTY_ID_MAX)
     return SW_BATCH_FILE_ROW_ID;
   char id[SW_PARTY_ID_MAX + 1];
   memcpy(id, s, len);

@@ -21,6 +21,12 @@
  *    the reader is poisoned: every later feed/finish returns the same error and message; only
  *    sw_batch_file_free() is left.
  *
+ * The columns and field rules are those of switch/DISBURSE.md ("File formats"). Besides the
+ * bare rules: an id of type msisdn may carry a leading '+' (dropped, as for the msisdn column);
+ * the currency column is compared case-insensitively; in a REGISTER file the msisdn may not be
+ * empty (SW_BATCH_FILE_ROW_MSISDN); text fields must be well-formed UTF-8 without C0/C1
+ * control characters or DEL.
+ *
  * Threads: a reader is not thread-safe; the functions without a reader are.
  */
 #ifndef TUMA_SW_BATCH_FILE_H

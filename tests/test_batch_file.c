@@ -399,6 +399,30 @@ Test(batch_file, field_over_the_limit) {
   cr_assert(strstr(err, "line 1: a field is longer"), "%s", err);
 }
 
+/* A hostile field is refused as soon as it passes the limit, not when it ends: the reader's
+ * memory does not grow with it. */
+Test(batch_file, long_field_refused_early) {
+  for (int quoted = 0; quoted < 2; quoted++) {
+    char *text = big_field_file(1000000, quoted);
+    size_t len = strlen(text), start = strlen(HEADER) + 20, off = 0;
+    sw_currency kes = currency("KES");
+    collected c = {0};
+    sw_batch_file *f;
+    char err[256];
+    cr_assert_eq(sw_batch_file_new(SW_BATCH_FILE_LIST, &kes, collect_cb, &c, &f), 0);
+    int rc = 0;
+    while (off < len && !rc) {
+      size_t k = len - off < 100 ? len - off : 100;
+      rc = sw_batch_file_feed(f, text + off, k, err, sizeof err);
+      off += k;
+    }
+    cr_assert_eq(rc, SW_BATCH_FILE_E_TOO_LARGE);
+    cr_assert_leq(off, start + SW_BATCH_FILE_FIELD_MAX + 64 + 100, "refused at byte %zu", off);
+    sw_batch_file_free(f);
+    free(text);
+  }
+}
+
 Test(batch_file, record_limit) {
   sw_currency kes = currency("KES");
   collected c = {0};
