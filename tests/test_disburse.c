@@ -882,6 +882,13 @@ Test(disburse, control_totals_and_resubmission) {
             r->err);
   submit(&z, r, path, 1, 5, total - 1, NULL);
   cr_assert_eq(r->status, 1, "a total off by 0.01 is refused: %s%s", r->out, r->err);
+  char bad[SH_PATH_MAX + 32];
+  snprintf(bad, sizeof bad, "%s/bad-header.csv", z.h->dir);
+  write_file(bad, "beneficiary_id_type,beneficiary_id,amout,currency,reference\n"
+                  "national_id,30000000,100.00,KES,x\n");
+  submit(&z, r, bad, 1, 1, 10000, NULL);
+  cr_assert_eq(r->status, 1, "%s%s", r->out, r->err);
+  cr_assert(strstr(r->err, "batch refused: 3100") && strstr(r->err, "amout"), "%s", r->err);
   /* In chunks of 64 bytes: several requests, the options in the first. */
   const char *small[] = {"--chunk-bytes", "64", NULL};
   submit(&z, r, path, 1, 5, total, small);
@@ -1436,6 +1443,13 @@ Test(disburse, beneficiary_registration) {
                    "national_id,40000002,25470000x012,alpha\n"
                    "passport,40000003,254700000013,\n"
                    "national_id,40000004,254710000014,\n");
+  /* A file the switch cannot read at all (its header) is refused whole. */
+  char bad[SH_PATH_MAX + 32];
+  snprintf(bad, sizeof bad, "%s/bad-header.csv", z.h->dir);
+  write_file(bad, "beneficiary_id_type,beneficiary_id,msisdn,operater\n"
+                  "national_id,40000009,254700000019,alpha\n");
+  CLI_REFUSED(&z, r, "manager", "disburse", "beneficiary", "upload", "--file", bad);
+  cr_assert(strstr(r->err, "refused: 3100") && strstr(r->err, "operater"), "%s", r->err);
   CLI_OK(&z, r, "manager", "disburse", "beneficiary", "upload", "--file", path, "--chunk-bytes",
          "64");
   cr_assert(strstr(r->out, "registered 2, refused 2") != NULL, "%s", r->out);
