@@ -46,7 +46,7 @@ extern char **environ;
 #define T_PAY 90000   /* ms: a small batch paid to completion */
 #define T_EXIT 30000  /* ms: an opsim stopping after SIGTERM */
 
-enum { T_OUT = 1 << 18, T_ARGS = 64, T_FILE = 1 << 16 };
+enum { T_OUT = 1 << 19, T_ARGS = 64, T_FILE = 1 << 17, REPORT_ROWS = 4096 };
 
 static const char *const PROG = "relief";
 
@@ -526,7 +526,7 @@ static report get_report(dz *z, uint64_t batch, t_result *r) {
   read_file(out, text);
   report rep;
   memset(&rep, 0, sizeof rep);
-  rep.rows = calloc(4096, sizeof(row));
+  rep.rows = calloc(REPORT_ROWS, sizeof(row));
   cr_assert_not_null(rep.rows);
   char *line = text, *nl = strchr(line, '\n');
   cr_assert_not_null(nl, "a header line: %s", text);
@@ -544,7 +544,7 @@ static report get_report(dz *z, uint64_t batch, t_result *r) {
     }
     char *f[16];
     cr_assert_eq(csv_split(line, f, 16), 12, "12 fields in '%s'", line);
-    cr_assert_lt(rep.n, 4096);
+    cr_assert_lt(rep.n, REPORT_ROWS);
     row *w = &rep.rows[rep.n++];
     w->cycle = (uint32_t)strtoul(f[0], NULL, 10);
     w->line = strtoull(f[1], NULL, 10);
@@ -904,6 +904,36 @@ Test(disburse, control_totals_and_resubmission) {
   status s = batch_status(&z, batch);
   cr_assert_str_eq(s.state, "submitted");
   cr_assert_eq(s.n[1], 5, "5 items pending");
+  free(r);
+  dz_done(&z);
+}
+
+/* A report longer than one page (the CLI asks for 1000 items a page): every item once, in line
+ * order. The batch is only submitted, so every item is pending. */
+Test(disburse, report_pages_through_a_long_batch) {
+  dz z;
+  dz_start(&z, 0);
+  make_programme(&z, 100000000);
+  enum { N = 2100 };
+  register_beneficiaries(&z, N, NULL, 0);
+  uint64_t total = 0;
+  const char *path = write_list(&z, "long.csv", 0, N, NULL, &total);
+  t_result *r = malloc(sizeof *r);
+  cr_assert_not_null(r);
+  submit(&z, r, path, 1, N, total, NULL);
+  cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+  report rep = get_report(&z, batch_of(r), r);
+  cr_assert_eq(rep.n, N, "every item, across three pages");
+  uint64_t sum = 0;
+  for (size_t i = 0; i < rep.n; i++) {
+    cr_assert_eq(rep.rows[i].line, i + 2, "in line order, once each");
+    cr_assert_str_eq(rep.rows[i].status, "pending");
+    cr_assert_eq(rep.rows[i].amount, ben_make((int)i).amount);
+    sum += rep.rows[i].amount;
+  }
+  cr_assert_eq(sum, total);
+  cr_assert(strstr(r->err, "2100 items: paid 0") != NULL, "%s", r->err);
+  free(rep.rows);
   free(r);
   dz_done(&z);
 }
