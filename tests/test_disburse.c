@@ -1547,6 +1547,30 @@ Test(disburse, usage_errors_exit_2) {
                  cases[k][2] ? cases[k][2] : "", cases[k][3] ? cases[k][3] : "", st,
                  read_file(p.err, err));
   }
+  /* Help: exit 0, every command listed; `tuma --help` names disburse. */
+  static const char *const helps[][4] = {
+      {"disburse", "--help", NULL}, {"disburse", "submit", "--help", NULL}, {"--help", NULL}};
+  for (size_t k = 0; k < sizeof helps / sizeof helps[0]; k++) {
+    const char *argv[8] = {bin};
+    for (int j = 0; helps[k][j] != NULL; j++)
+      argv[j + 1] = helps[k][j];
+    proc h;
+    proc_start(&h, dir, "help", argv);
+    cr_assert_eq(proc_wait(&h, T_CMD), 0, "help %zu exits 0", k);
+    static char out[T_OUT];
+    read_file(h.out, out);
+    static const char *const words[] = {"programme create", "beneficiary upload",
+                                        "submit",           "approve",
+                                        "cancel",           "status",
+                                        "report",           "reach"};
+    if (k < 2)
+      for (size_t w = 0; w < sizeof words / sizeof words[0]; w++)
+        cr_assert(strstr(out, words[w]) != NULL, "'%s' in the help: %s", words[w], out);
+    else
+      cr_assert(strstr(out, "disburse") != NULL, "%s", out);
+    unlink(h.out);
+    unlink(h.err);
+  }
   const char *fine[] = {bin,  "disburse", "status", "7",     conn, "--ca",
                         file, "--cert",   file,     "--key", file, NULL};
   proc p;
