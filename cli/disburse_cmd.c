@@ -30,6 +30,7 @@ enum {
   DIS_MAX_CHUNK = 8 * 1024 * 1024,
   DIS_REPORT_PAGE = 1000,
   DIS_REPORT_MAX_PAGES = 1000000, /* a bound on the paging loop: 10^9 items */
+  DIS_FRAME_TOO_LARGE = 3104,     /* the switch's error for a frame over its limit */
 };
 
 /* Options beyond the connection ones; a command lists those it takes as a bit set. */
@@ -771,8 +772,22 @@ static int dis_upload(const dis_args *a, admin_client *c, dis_file *df, size_t c
     Tuma__V1__AdminEnvelope req = TUMA__V1__ADMIN_ENVELOPE__INIT;
     wrap(&req, &chunk, first, arg);
     Tuma__V1__AdminEnvelope *reply = NULL;
-    if (dis_call(a, c, &req, &reply) != 0)
+    int call_failed = dis_call(a, c, &req, &reply) != 0;
+    if (call_failed || (reply->body_case == TUMA__V1__ADMIN_ENVELOPE__BODY_ADMIN_RESULT &&
+                        reply->admin_result->error != NULL &&
+                        reply->admin_result->error->code == DIS_FRAME_TOO_LARGE)) {
+      /* The usual reason a switch hangs up on an upload: a frame over its max_frame_bytes
+       * (refused with 3104, or the connection closed before that answer could be read). */
+      if (!call_failed) {
+        dis_refused(a->cmd, reply->admin_result->error);
+        tuma__v1__admin_envelope__free_unpacked(reply, NULL);
+      }
+      fprintf(stderr,
+              "tuma %s: the upload stopped at byte %" PRIu64 " of %" PRIu64
+              "; if the switch's max_frame_bytes is below %zu, give a smaller --chunk-bytes\n",
+              a->cmd, sent - n, df->size, chunk_bytes + 256);
       goto done;
+    }
     /* The final answer may come early: the switch stops reading a file once it has refused it
      * (and answers that chunk with the result instead of an AdminResult). */
     if (last || reply->body_case != TUMA__V1__ADMIN_ENVELOPE__BODY_ADMIN_RESULT) {
