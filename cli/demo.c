@@ -7,6 +7,11 @@
  * (transfers/s, in flight, outcomes, from tumad's /metrics); at the end it stops the operators,
  * prints their outcomes and every participant's position, stops tumad and checks the ledger
  * itself: Σ debits = Σ credits and the journal's hash chain. Exit 0 only if all of that holds.
+ *
+ * Alongside the payments it runs a small disbursement (switch/DISBURSE.md) with the `tuma
+ * disburse` commands: a programme funded by gamma pays DEMO_BENEFICIARIES wallets of alpha and
+ * beta, submitted by a programme manager and approved by an approver (maker-checker), and its
+ * status is shown at the end. Each run pays the next cycle (DIR/demo-cycle).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,6 +21,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +39,7 @@
 extern char **environ;
 
 #define DEMO_OPERATORS 3
+#define DEMO_BENEFICIARIES 40
 
 static const char demo_usage[] =
     "usage: tuma demo [--duration S] [--rate R] [--dir DIR]\n"
@@ -158,17 +165,18 @@ static int ensure_pki(const demo *d) {
       return -1;
     }
   }
-  const char *names[DEMO_OPERATORS + 1] = {operators[0].id, operators[1].id, operators[2].id,
-                                           "admin"};
-  for (int i = 0; i <= DEMO_OPERATORS; i++) {
+  const char *names[DEMO_OPERATORS + 3] = {operators[0].id, operators[1].id, operators[2].id,
+                                           "admin", "manager", "approver"};
+  const char *roles[DEMO_OPERATORS + 3] = {"operator", "operator",          "operator",
+                                           "admin",    "programme-manager", "approver"};
+  for (int i = 0; i < DEMO_OPERATORS + 3; i++) {
     char crt[PATH_MAX], file[128];
     snprintf(file, sizeof file, "%s.crt", names[i]);
     if (path_join(crt, sizeof crt, pki, file))
       return -1;
     if (access(crt, R_OK) == 0)
       continue;
-    pki_issue_options o = {
-        .dir = pki, .name = names[i], .role = i == DEMO_OPERATORS ? "admin" : "operator"};
+    pki_issue_options o = {.dir = pki, .name = names[i], .role = roles[i]};
     if (pki_issue(&o, &diag)) {
       fprintf(stderr, "tuma demo: %s\n", diag.text);
       return -1;
@@ -416,6 +424,163 @@ static int check_ledger(const demo *d) {
   return ok && chain ? 0 : -1;
 }
 
+/* Runs `tuma disburse ARGS…` as `who` (a certificate in DIR/pki) and waits for it; its output
+ * goes to DIR/logs/disburse.log, and when out is not NULL its stdout also into out[cap].
+ * Returns its exit status (-1 when it could not run). */
+static int disburse(const demo *d, const char *who, char *out, size_t cap, ...) {
+  char pki[PATH_MAX], ca[PATH_MAX], crt[PATH_MAX], key[PATH_MAX], conn[32], f[96];
+  snprintf(conn, sizeof conn, "127.0.0.1:%u", d->admin_port);
+  if (path_join(pki, sizeof pki, d->dir, "pki") || path_join(ca, sizeof ca, pki, "ca.crt"))
+    return -1;
+  snprintf(f, sizeof f, "%s.crt", who);
+  if (path_join(crt, sizeof crt, pki, f))
+    return -1;
+  snprintf(f, sizeof f, "%s.key", who);
+  if (path_join(key, sizeof key, pki, f))
+    return -1;
+  const char *argv[40] = {d->self, "disburse"};
+  size_t n = 2;
+  va_list ap;
+  va_start(ap, cap);
+  for (const char *a; n < 28 && (a = va_arg(ap, const char *)) != NULL;)
+    argv[n++] = a;
+  va_end(ap);
+  const char *conn_args[] = {"--connect", conn, "--ca", ca, "--cert", crt, "--key", key};
+  for (size_t k = 0; k < 8; k++)
+    argv[n++] = conn_args[k];
+  argv[n] = NULL;
+  int fds[2];
+  if (pipe(fds))
+    return -1;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 2);
+  posix_spawn_file_actions_addclose(&fa, fds[0]);
+  pid_t pid;
+  int rc = posix_spawn(&pid, d->self, &fa, NULL, (char *const *)argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(fds[1]);
+  if (rc) {
+    close(fds[0]);
+    return -1;
+  }
+  char logs[PATH_MAX], log[PATH_MAX];
+  FILE *lf = NULL;
+  if (path_join(logs, sizeof logs, d->dir, "logs") == 0 &&
+      path_join(log, sizeof log, logs, "disburse.log") == 0)
+    lf = fopen(log, "a");
+  size_t used = 0;
+  char buf[4096];
+  ssize_t got;
+  while ((got = read(fds[0], buf, sizeof buf)) > 0) {
+    if (lf)
+      fwrite(buf, 1, (size_t)got, lf);
+    if (out && used + 1 < cap) {
+      size_t take = (size_t)got < cap - 1 - used ? (size_t)got : cap - 1 - used;
+      memcpy(out + used, buf, take);
+      used += take;
+    }
+  }
+  if (out && cap)
+    out[used] = 0;
+  if (lf)
+    fclose(lf);
+  close(fds[0]);
+  int st;
+  if (waitpid(pid, &st, 0) != pid)
+    return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The next cycle to pay (1 on the first run), kept in DIR/demo-cycle. */
+static unsigned next_cycle(const demo *d) {
+  char path[PATH_MAX];
+  unsigned cycle = 0;
+  if (path_join(path, sizeof path, d->dir, "demo-cycle"))
+    return 1;
+  FILE *f = fopen(path, "r");
+  if (f) {
+    if (fscanf(f, "%u", &cycle) != 1)
+      cycle = 0;
+    fclose(f);
+  }
+  cycle = cycle >= 900000 ? 1 : cycle + 1;
+  if ((f = fopen(path, "w")) != NULL) {
+    fprintf(f, "%u\n", cycle);
+    fclose(f);
+  }
+  return cycle;
+}
+
+/* Starts the demo's disbursement; *batch gets its number. 0 when it was submitted and
+ * approved. */
+static int start_disbursement(const demo *d, uint64_t *batch) {
+  char list[PATH_MAX], out[4096], cycle_s[16], total_s[32], count_s[16];
+  if (path_join(list, sizeof list, d->dir, "demo-list.csv"))
+    return -1;
+  FILE *f = fopen(list, "w");
+  if (!f)
+    return -1;
+  static const char *const sexes[] = {"F", "M"};
+  static const char *const regions[] = {"Coast", "Nairobi", "Turkana", "Rift Valley"};
+  uint64_t total = 0;
+  fprintf(f, "beneficiary_id_type,beneficiary_id,amount,reference,msisdn,sex,age_band,region\n");
+  for (int i = 0; i < DEMO_BENEFICIARIES; i++) {
+    unsigned amount = 500 + 250 * (unsigned)(i % 4); /* KES, whole shillings */
+    total += amount;
+    /* wallets 900.. of alpha and beta (opsim: prefix, then the index, 12 digits) */
+    fprintf(f, "national_id,DEMO%08d,%u,demo relief %d,%s%07d,%s,%s,%s\n", 1000 + i, amount, i,
+            operators[i % 2].prefix, 900 + i / 2, sexes[i % 2], i % 3 ? "18-59" : "60+",
+            regions[i % 4]);
+  }
+  if (fclose(f))
+    return -1;
+  unsigned cycle = next_cycle(d);
+  snprintf(cycle_s, sizeof cycle_s, "%u", cycle);
+  snprintf(count_s, sizeof count_s, "%d", DEMO_BENEFICIARIES);
+  snprintf(total_s, sizeof total_s, "%llu", (unsigned long long)total);
+  if (disburse(d, "admin", NULL, 0, "programme", "create", "--id", "demo-relief", "--name",
+               "Demo relief", "--currency", "KES", "--funding", "gamma", "--cap", "5000", NULL) ||
+      disburse(d, "admin", NULL, 0, "programme", "fund", "--programme", "demo-relief",
+               "--amount", total_s, NULL) ||
+      disburse(d, "manager", out, sizeof out, "submit", "--programme", "demo-relief", "--cycle",
+               cycle_s, "--file", list, "--expect-count", count_s, "--expect-total", total_s,
+               "--rate", "20", NULL))
+    return -1;
+  const char *b = strstr(out, "batch ");
+  if (!b || sscanf(b, "batch %" SCNu64, batch) != 1)
+    return -1;
+  char batch_s[24];
+  snprintf(batch_s, sizeof batch_s, "%" PRIu64, *batch);
+  if (disburse(d, "approver", NULL, 0, "approve", batch_s, NULL))
+    return -1;
+  printf("disbursement: batch %s, cycle %u: %d beneficiaries, KES %s, submitted by 'manager', "
+         "approved by 'approver', paying at 20/s\n",
+         batch_s, cycle, DEMO_BENEFICIARIES, total_s);
+  return 0;
+}
+
+/* Waits (bounded) for the demo's batch to complete and prints its status and reach. */
+static int finish_disbursement(const demo *d, uint64_t batch) {
+  char batch_s[24], out[8192];
+  snprintf(batch_s, sizeof batch_s, "%" PRIu64, batch);
+  for (int i = 0; i < 60; i++) {
+    if (disburse(d, "manager", out, sizeof out, "status", batch_s, NULL) == 0 &&
+        (strstr(out, "COMPLETED") || strstr(out, "completed")))
+      break;
+    usleep(500000);
+  }
+  printf("\n%s", out);
+  int ok = strstr(out, "COMPLETED") || strstr(out, "completed");
+  if (disburse(d, "manager", out, sizeof out, "reach", batch_s, NULL) == 0)
+    printf("%s", out);
+  if (!ok)
+    fprintf(stderr, "tuma demo: the disbursement did not complete; see %s/logs/disburse.log\n",
+            d->dir);
+  return ok ? 0 : -1;
+}
+
 static int run(demo *d) {
   char cfg[PATH_MAX];
   if (mkdirs(d->dir) || ensure_pki(d) || path_join(cfg, sizeof cfg, d->dir, "tumad.ini"))
@@ -442,6 +607,12 @@ static int run(demo *d) {
            operators[i].id, operators[i].prefix, operators[operators[i].pays].id, d->rate, d->dir,
            operators[i].id);
   }
+  usleep(500000); /* the operators connect */
+  uint64_t batch = 0;
+  int disbursing = start_disbursement(d, &batch) == 0;
+  if (!disbursing)
+    fprintf(stderr, "tuma demo: the disbursement could not start; see %s/logs/disburse.log\n",
+            d->dir);
   counts first = {0}, prev = {0}, cur = {0};
   read_counts(d, &first);
   prev = first;
@@ -468,7 +639,9 @@ static int run(demo *d) {
         alive++;
   }
   printf("\n");
-  int rc = 0;
+  int rc = disbursing ? 0 : -1;
+  if (disbursing && finish_disbursement(d, batch))
+    rc = -1;
   for (int i = 0; i < DEMO_OPERATORS; i++)
     if (d->opsim_pid[i] > 0 && kill(d->opsim_pid[i], 0) == 0 && stop_child(d->opsim_pid[i], 15) < 0)
       fprintf(stderr, "tuma demo: operator %s did not stop cleanly\n", operators[i].id);
