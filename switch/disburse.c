@@ -34,6 +34,64 @@
 /* Roles (the certificate's OU) and what each may do. */
 enum { ROLE_ADMIN = 1, ROLE_MANAGER = 2, ROLE_APPROVER = 4, ROLE_ANY = 7 };
 
+/* The beneficiaries of the valid rows of a file so far, to find duplicates within the file
+ * without writing to the store: open addressing on the first 16 bytes of the token (an HMAC:
+ * uniformly random; a false duplicate needs a 2^-128 collision). */
+typedef struct token_slot {
+  uint8_t tok[16];
+  uint64_t line; /* 0 = empty */
+} token_slot;
+
+typedef struct token_set {
+  token_slot *slots;
+  size_t cap, n;
+} token_set;
+
+static size_t token_hash(const uint8_t *tok, size_t cap) {
+  uint64_t h;
+  memcpy(&h, tok, sizeof h);
+  return (size_t)(h & (cap - 1));
+}
+
+/* The line of tok's first valid row, or 0. */
+static uint64_t token_find(const token_set *ts, const uint8_t tok[32]) {
+  if (!ts->cap)
+    return 0;
+  for (size_t i = token_hash(tok, ts->cap);; i = (i + 1) & (ts->cap - 1)) {
+    if (!ts->slots[i].line)
+      return 0;
+    if (memcmp(ts->slots[i].tok, tok, 16) == 0)
+      return ts->slots[i].line;
+  }
+}
+
+/* Adds tok (not present) with its line. 0, or -1 out of memory. Amortised O(1). */
+static int token_add(token_set *ts, const uint8_t tok[32], uint64_t line) {
+  if ((ts->n + 1) * 2 > ts->cap) {
+    size_t cap = ts->cap ? ts->cap * 2 : 4096;
+    token_slot *ns = calloc(cap, sizeof *ns);
+    if (!ns)
+      return -1;
+    for (size_t k = 0; k < ts->cap; k++)
+      if (ts->slots[k].line) {
+        size_t i = token_hash(ts->slots[k].tok, cap);
+        while (ns[i].line)
+          i = (i + 1) & (cap - 1);
+        ns[i] = ts->slots[k];
+      }
+    free(ts->slots);
+    ts->slots = ns;
+    ts->cap = cap;
+  }
+  size_t i = token_hash(tok, ts->cap);
+  while (ts->slots[i].line)
+    i = (i + 1) & (ts->cap - 1);
+  memcpy(ts->slots[i].tok, tok, 16);
+  ts->slots[i].line = line;
+  ts->n++;
+  return 0;
+}
+
 typedef struct sw_upload {
   struct sw_upload *next;
   sw_disburse *d;
@@ -48,6 +106,7 @@ typedef struct sw_upload {
   sw_batch batch;          /* LIST: the batch being built */
   uint64_t existing_batch; /* LIST: the same file was submitted before: this batch */
   sw_dstore_txn *txn;      /* during one chunk */
+  token_set seen;          /* LIST: beneficiaries of the valid rows */
   uint64_t n_valid, total, n_invalid;
   uint64_t listed_line[MAX_LISTED_ERRORS];
   char *listed_reason[MAX_LISTED_ERRORS];
@@ -542,16 +601,19 @@ static int list_row_cb(const sw_batch_row *row, void *arg) {
     upload_reject(u, row->line, why);
     return u->store_failed ? 1 : 0;
   }
-  for (uint32_t k = 0; k < b->cycles; k++) {
+  uint64_t first = token_find(&u->seen, it.token);
+  if (first) {
+    snprintf(why, sizeof why, "duplicate within the file (first at line %llu)",
+             (unsigned long long)first);
+    upload_reject(u, row->line, why);
+    return u->store_failed ? 1 : 0;
+  }
+  for (uint32_t k = 0; k < b->cycles; k++) { /* read only: the entries are written at the end */
     uint64_t other = 0, line = 0;
     int rc = sw_dstore_cycle_get(u->txn, b->programme, b->first_cycle + k, it.token, &other, &line);
     if (rc == 0) {
-      if (other == b->number)
-        snprintf(why, sizeof why, "duplicate within the file (first at line %llu)",
-                 (unsigned long long)line);
-      else
-        snprintf(why, sizeof why, "already in batch %llu for cycle %u", (unsigned long long)other,
-                 b->first_cycle + k);
+      snprintf(why, sizeof why, "already in batch %llu for cycle %u", (unsigned long long)other,
+               b->first_cycle + k);
       upload_reject(u, row->line, why);
       return u->store_failed ? 1 : 0;
     }
@@ -575,9 +637,8 @@ static int list_row_cb(const sw_batch_row *row, void *arg) {
   snprintf(it.age_band, sizeof it.age_band, "%s", row->age_band);
   snprintf(it.region, sizeof it.region, "%s", row->region);
   int rc = sw_dstore_item_put(u->txn, b->number, (uint32_t)u->n_valid, &it);
-  for (uint32_t k = 0; !rc && k < b->cycles; k++)
-    rc = sw_dstore_cycle_put(u->txn, b->programme, b->first_cycle + k, it.token, b->number,
-                             row->line);
+  if (!rc && token_add(&u->seen, it.token, row->line))
+    rc = SW_DSTORE_E_NOMEM;
   if (rc) {
     u->store_failed = rc;
     return 1;
@@ -593,6 +654,7 @@ static void upload_free(sw_upload *u) {
   sw_batch_file_free(u->reader);
   EVP_MD_CTX_free(u->sha);
   sw_dstore_abort(u->txn);
+  free(u->seen.slots);
   for (size_t i = 0; i < u->n_listed; i++)
     free(u->listed_reason[i]);
   free(u);
@@ -606,25 +668,54 @@ static void upload_unlink(sw_disburse *d, sw_upload *u) {
     }
 }
 
-static int drop_cycle_entries_cb(uint32_t index, const sw_batch_item *it, void *arg) {
+/* The cycle index entries of an accepted batch, written at the end of its upload in token
+ * order (one pass over the index instead of one per chunk). */
+typedef struct token_line {
+  uint8_t token[32];
+  uint64_t line;
+} token_line;
+
+typedef struct token_lines {
+  token_line *v;
+  size_t n, cap;
+} token_lines;
+
+static int collect_token_cb(uint32_t index, const sw_batch_item *it, void *arg) {
   (void)index;
-  void **a = arg;
-  sw_dstore_txn *t = a[0];
-  const sw_batch *b = a[1];
-  for (uint32_t k = 0; k < b->cycles; k++) {
-    int rc = sw_dstore_cycle_del(t, b->programme, b->first_cycle + k, it->token);
-    if (rc)
-      return rc;
-  }
+  token_lines *tl = arg;
+  if (tl->n == tl->cap)
+    return SW_DSTORE_E_NOMEM;
+  memcpy(tl->v[tl->n].token, it->token, 32);
+  tl->v[tl->n++].line = it->line;
   return 0;
 }
 
-/* Removes what a batch that will never pay left in the store: its cycle index entries, its
- * items and refused rows. Within transaction t. */
-static int batch_unstage(sw_dstore_txn *t, const sw_batch *b) {
-  void *a[2] = {t, (void *)b};
-  int rc = sw_dstore_item_each(t, b->number, 0, drop_cycle_entries_cb, a);
-  return rc ? rc : sw_dstore_batch_purge(t, b->number, 0);
+static int cmp_token_line(const void *a, const void *b) {
+  return memcmp(((const token_line *)a)->token, ((const token_line *)b)->token, 32);
+}
+
+/* Takes the (programme, cycle, beneficiary) entries of batch b's items in t. *taken counts the
+ * ones another batch took since they were checked (then nothing should be committed). O(n log n). */
+static int index_batch(sw_dstore_txn *t, const sw_batch *b, uint64_t *taken) {
+  token_lines tl = {.cap = b->items};
+  *taken = 0;
+  tl.v = malloc((tl.cap ? tl.cap : 1) * sizeof *tl.v);
+  if (!tl.v)
+    return SW_DSTORE_E_NOMEM;
+  int rc = sw_dstore_item_each(t, b->number, 0, collect_token_cb, &tl);
+  if (!rc)
+    qsort(tl.v, tl.n, sizeof *tl.v, cmp_token_line);
+  for (uint32_t k = 0; !rc && k < b->cycles; k++)
+    for (size_t i = 0; !rc && i < tl.n; i++) {
+      rc = sw_dstore_cycle_add(t, b->programme, b->first_cycle + k, tl.v[i].token, b->number,
+                               tl.v[i].line);
+      if (rc == SW_DSTORE_E_EXISTS) {
+        (*taken)++;
+        rc = 0;
+      }
+    }
+  free(tl.v);
+  return rc;
 }
 
 /* Drops an unfinished upload: its staged batch is deleted. */
@@ -635,7 +726,7 @@ static void upload_abandon(sw_disburse *d, sw_upload *u) {
     if (sw_dstore_begin(d->store, 0, &t) == 0) {
       u->batch.state = SW_BATCH_REFUSED;
       snprintf(u->batch.refusal, sizeof u->batch.refusal, "upload abandoned");
-      if (batch_unstage(t, &u->batch) || sw_dstore_batch_put(t, &u->batch))
+      if (sw_dstore_batch_purge(t, u->batch.number, 0) || sw_dstore_batch_put(t, &u->batch))
         sw_dstore_abort(t);
       else
         sw_dstore_commit(t);
@@ -784,7 +875,7 @@ static void upload_feed(sw_upload *u, const uint8_t *data, size_t n) {
     sw_dstore_abort(u->txn);
     upload_fail(u, SW_ERR_INTERNAL, sw_dstore_strerror(u->store_failed));
   } else {
-    int crc = sw_dstore_commit(u->txn);
+    int crc = sw_dstore_commit_lazy(u->txn); /* the last chunk's commit makes it durable */
     if (crc)
       upload_fail(u, SW_ERR_INTERNAL, sw_dstore_strerror(crc));
     else if (rc)
@@ -890,13 +981,23 @@ static void list_finish(sw_conn *c, uint64_t corr, sw_upload *u) {
     snprintf(b->refusal, sizeof b->refusal, "%s", u->fail_text);
   sw_dstore_txn *t;
   int rc = sw_dstore_begin(u->d->store, 0, &t);
-  if (!rc && u->failed) {
-    /* keep the refused rows for the report; drop the items and their index entries */
-    void *a[2] = {t, b};
-    rc = sw_dstore_item_each(t, b->number, 0, drop_cycle_entries_cb, a);
-    if (!rc)
-      rc = sw_dstore_batch_purge(t, b->number, 1);
+  if (!rc && !u->failed) {
+    uint64_t taken = 0;
+    rc = index_batch(t, b, &taken);
+    if (!rc && taken) { /* another batch took some of them meanwhile: nothing of this one */
+      sw_dstore_abort(t);
+      snprintf(text, sizeof text,
+               "%llu of these beneficiaries were taken by another batch of this cycle during the "
+               "upload: submit again to see which",
+               (unsigned long long)taken);
+      upload_fail(u, SW_ERR_VALIDATION, text);
+      b->state = SW_BATCH_REFUSED;
+      snprintf(b->refusal, sizeof b->refusal, "%s", u->fail_text);
+      rc = sw_dstore_begin(u->d->store, 0, &t);
+    }
   }
+  if (!rc && u->failed) /* keep the refused rows for the report, drop the items */
+    rc = sw_dstore_batch_purge(t, b->number, 1);
   if (!rc && !u->failed)
     rc = sw_dstore_file_put(t, b->programme, b->first_cycle, b->file_sha256, b->number);
   if (!rc)
@@ -958,7 +1059,7 @@ static void upload_end(sw_upload *u) {
     sw_dstore_abort(u->txn);
     upload_fail(u, SW_ERR_INTERNAL, sw_dstore_strerror(u->store_failed));
   } else {
-    int crc = sw_dstore_commit(u->txn);
+    int crc = sw_dstore_commit(u->txn); /* durable: a registration is answered after this */
     if (crc)
       upload_fail(u, SW_ERR_INTERNAL, sw_dstore_strerror(crc));
     else if (rc)
@@ -1537,7 +1638,7 @@ static int discard_unfinished_uploads(sw_disburse *d) {
     sw_batch b;
     rc = sw_dstore_batch_get(t, list[1 + i], &b);
     if (!rc)
-      rc = batch_unstage(t, &b);
+      rc = sw_dstore_batch_purge(t, b.number, 0);
     if (!rc) {
       b.state = SW_BATCH_REFUSED;
       snprintf(b.refusal, sizeof b.refusal, "upload interrupted by a restart");

@@ -48,6 +48,8 @@ const char *sw_dstore_strerror(int err) {
     return "disbursement store record corrupt";
   case SW_DSTORE_E_NOMEM:
     return "out of memory";
+  case SW_DSTORE_E_EXISTS:
+    return "already taken";
   default:
     return "disbursement store error";
   }
@@ -177,6 +179,20 @@ int sw_dstore_commit(sw_dstore_txn *t) {
   int rc = mdb_txn_commit(t->txn);
   free(t);
   return map_err(rc);
+}
+
+int sw_dstore_commit_lazy(sw_dstore_txn *t) {
+  MDB_env *env = t->s->env;
+  int rc = mdb_env_set_flags(env, MDB_NOMETASYNC, 1);
+  if (rc) {
+    mdb_txn_abort(t->txn);
+    free(t);
+    return map_err(rc);
+  }
+  rc = mdb_txn_commit(t->txn);
+  free(t);
+  int rc2 = mdb_env_set_flags(env, MDB_NOMETASYNC, 0);
+  return map_err(rc ? rc : rc2);
 }
 
 void sw_dstore_abort(sw_dstore_txn *t) {
@@ -465,6 +481,16 @@ int sw_dstore_cycle_get(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
     *line = v[1];
   }
   return rc;
+}
+
+int sw_dstore_cycle_add(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
+                        const uint8_t token[32], uint64_t batch, uint64_t line) {
+  uint8_t k[40];
+  uint64_t v[2] = {batch, line};
+  cycle_key(k, programme, cycle, token);
+  MDB_val key = {sizeof k, k}, val = {sizeof v, v};
+  int rc = mdb_put(t->txn, t->s->cycles, &key, &val, MDB_NOOVERWRITE);
+  return rc == MDB_KEYEXIST ? SW_DSTORE_E_EXISTS : map_err(rc);
 }
 
 int sw_dstore_cycle_del(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,

@@ -26,6 +26,7 @@ enum {
   SW_DSTORE_E_CORRUPT = 4, /* a record of an unexpected size */
   SW_DSTORE_E_LMDB = 5,
   SW_DSTORE_E_NOMEM = 6,
+  SW_DSTORE_E_EXISTS = 7, /* sw_dstore_cycle_add: the entry is taken */
 };
 
 const char *sw_dstore_strerror(int err);
@@ -132,6 +133,10 @@ void sw_dstore_close(sw_dstore *s);
 int sw_dstore_begin(sw_dstore *s, int rdonly, sw_dstore_txn **out);
 /* Commits with a full sync (a read transaction just ends); frees t either way. */
 int sw_dstore_commit(sw_dstore_txn *t);
+/* Commits syncing the data but not the meta page: a crash may undo this commit (never corrupt
+ * the store). For work that is discarded when interrupted (an upload's chunks); the next full
+ * commit makes it durable. */
+int sw_dstore_commit_lazy(sw_dstore_txn *t);
 void sw_dstore_abort(sw_dstore_txn *t); /* accepts NULL */
 
 /* Counters ("programme", "batch"): *out = the next value (from 1), stored incremented. */
@@ -175,6 +180,10 @@ int sw_dstore_cycle_put(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
                         const uint8_t token[32], uint64_t batch, uint64_t line);
 int sw_dstore_cycle_get(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
                         const uint8_t token[32], uint64_t *batch, uint64_t *line);
+/* Like sw_dstore_cycle_put, but SW_DSTORE_E_EXISTS (nothing written) if the entry exists.
+ * Cheapest when called in token order. */
+int sw_dstore_cycle_add(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
+                        const uint8_t token[32], uint64_t batch, uint64_t line);
 int sw_dstore_cycle_del(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
                         const uint8_t token[32]);
 
