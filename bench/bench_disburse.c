@@ -1051,6 +1051,7 @@ int bench_disburse_main(int argc, char **argv) {
   status = good ? BENCH_EXIT_OK : BENCH_EXIT_FAIL;
 
 out:
+  fflush(stdout);
   if (r->failure[0])
     fprintf(stderr, "tuma-bench disburse: %s\n", r->failure);
   {
