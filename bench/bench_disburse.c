@@ -195,6 +195,7 @@ typedef struct bd_result {
   bd_status st;
   uint64_t paid, paid_twice, credits, credited_amount, stray; /* from the wallets */
   double tumad_cpu_validate_s, tumad_cpu_execute_s, opsim_cpu_execute_s;
+  double tumad_wbytes_validate, tumad_wbytes_execute, opsim_wbytes_execute;
   double other_pct_validate, other_pct_execute; /* % of one core; -1 unknown */
   double list_bytes;
   char load_start[64], load_end[64];
@@ -721,11 +722,15 @@ static void print_json(const bd_opts *o, const bd_result *x, int ok) {
            x->st.state, x->st.paid, x->st.cancelled, x->credits, x->credited_amount, x->stray,
            x->setup_seconds, x->opsims_exit_ok ? "true" : "false");
     printf(",\"tumad_cpu_execute_s\":%.2f,\"opsim_cpu_execute_s\":%.2f"
-           ",\"cpu_other_pct_execute\":%.0f",
-           x->tumad_cpu_execute_s, x->opsim_cpu_execute_s, x->other_pct_execute);
+           ",\"cpu_other_pct_execute\":%.0f,\"tumad_written_mb_execute\":%.1f"
+           ",\"opsim_written_mb_execute\":%.1f",
+           x->tumad_cpu_execute_s, x->opsim_cpu_execute_s, x->other_pct_execute,
+           x->tumad_wbytes_execute / 1e6, x->opsim_wbytes_execute / 1e6);
   }
-  printf(",\"tumad_cpu_validate_s\":%.2f,\"cpu_other_pct_validate\":%.0f,\"tumad_exit\":%d",
-         x->tumad_cpu_validate_s, x->other_pct_validate, x->tumad_exit);
+  printf(",\"tumad_cpu_validate_s\":%.2f,\"tumad_written_mb_validate\":%.1f"
+         ",\"cpu_other_pct_validate\":%.0f,\"tumad_exit\":%d",
+         x->tumad_cpu_validate_s, x->tumad_wbytes_validate / 1e6, x->other_pct_validate,
+         x->tumad_exit);
   printf(",\"nproc\":%ld,\"cpu\":", sysconf(_SC_NPROCESSORS_ONLN));
   bench_json_str(stdout, cpu);
   printf(",\"kernel\":");
@@ -769,15 +774,17 @@ static void print_table(const bd_opts *o, const bd_result *x, int ok) {
                (double)o->beneficiaries / x->register_seconds);
   print_secs("validate", x->validate_seconds, x->log_validate_s, "rows/s",
              x->validate_seconds > 0 ? (double)o->beneficiaries / x->validate_seconds : 0);
-  printf("  %-16s tumad %.2f s CPU; others %.0f%% of a core\n", "", x->tumad_cpu_validate_s,
-         x->other_pct_validate);
+  printf("  %-16s tumad %.2f s CPU, wrote %.1f MB; others %.0f%% of a core\n", "",
+         x->tumad_cpu_validate_s, x->tumad_wbytes_validate / 1e6, x->other_pct_validate);
   if (!o->validate_only) {
     print_secs("execute", x->execute_seconds, x->log_execute_s, "paid/s",
                x->execute_seconds > 0 ? (double)x->paid / x->execute_seconds : 0);
-    printf("  %-16s approval to the first payment %.3f s (tumad's log); tumad %.2f s CPU, "
-           "operators %.2f s CPU; others %.0f%% of a core\n",
-           "", x->log_start_s, x->tumad_cpu_execute_s, x->opsim_cpu_execute_s,
-           x->other_pct_execute);
+    printf("  %-16s approval to the first payment %.3f s (tumad's log)\n", "", x->log_start_s);
+    printf("  %-16s tumad %.2f s CPU (%.0f us a payment), wrote %.1f MB (%.1f KB a payment);"
+           " operators %.2f s CPU, wrote %.1f MB; others %.0f%% of a core\n",
+           "", x->tumad_cpu_execute_s, 1e6 * x->tumad_cpu_execute_s / (double)o->beneficiaries,
+           x->tumad_wbytes_execute / 1e6, x->tumad_wbytes_execute / 1e3 / (double)o->beneficiaries,
+           x->opsim_cpu_execute_s, x->opsim_wbytes_execute / 1e6, x->other_pct_execute);
     printf("  submit to paid   %9.3f s\n", x->validate_seconds + x->execute_seconds);
     printf("  batch            state %s: paid %" PRIu64 ", failed %" PRIu64 ", cancelled %" PRIu64
            ", pending %" PRIu64 ", in flight %" PRIu64 "\n",
@@ -794,21 +801,41 @@ static void print_table(const bd_opts *o, const bd_result *x, int ok) {
 
 /* ---------------------------------------------------------------- the run */
 
-/* Machine CPU, this process, its reaped children, tumad and the operators, at one moment. */
+/* Machine CPU, this process, its reaped children, tumad and the operators, at one moment; and
+ * the bytes tumad and the operators caused to be written to storage (/proc/PID/io). */
 typedef struct bd_cpu {
   bench_cpu m;
   double children, tumad, opsims;
+  double tumad_wbytes, opsims_wbytes;
 } bd_cpu;
+
+/* write_bytes of /proc/PID/io (what the process caused to be sent to storage); 0 if unknown. */
+static double proc_write_bytes(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = '\0';
+  const char *p = strstr(buf, "\nwrite_bytes: ");
+  return p ? strtod(p + 14, NULL) : 0;
+}
 
 static void bd_cpu_sample(const bd_run *r, bd_cpu *c) {
   bench_cpu_sample(&c->m);
   c->children = children_cpu_s();
   c->tumad = r->tumad_pid > 0 ? bench_proc_cpu_s(r->tumad_pid) : 0;
-  c->opsims = 0;
+  c->tumad_wbytes = r->tumad_pid > 0 ? proc_write_bytes(r->tumad_pid) : 0;
+  c->opsims = c->opsims_wbytes = 0;
   for (unsigned j = 0; j < r->o->operators; j++)
     if (r->opsim_pid[j] > 0) {
       double s = bench_proc_cpu_s(r->opsim_pid[j]);
       c->opsims += s > 0 ? s : 0;
+      c->opsims_wbytes += proc_write_bytes(r->opsim_pid[j]);
     }
 }
 
@@ -973,6 +1000,7 @@ int bench_disburse_main(int argc, char **argv) {
   bd_cpu_sample(r, &c1);
   x.validate_seconds = (double)(t_result - t_submit) / 1e9;
   x.tumad_cpu_validate_s = c1.tumad - c0.tumad;
+  x.tumad_wbytes_validate = c1.tumad_wbytes - c0.tumad_wbytes;
   x.other_pct_validate = other_pct(&c0, &c1);
   if (st != 0)
     goto out;
@@ -1006,6 +1034,8 @@ int bench_disburse_main(int argc, char **argv) {
     x.execute_seconds = (double)(t_done - t_approve) / 1e9;
     x.tumad_cpu_execute_s = c3.tumad - c2.tumad;
     x.opsim_cpu_execute_s = c3.opsims - c2.opsims;
+    x.tumad_wbytes_execute = c3.tumad_wbytes - c2.tumad_wbytes;
+    x.opsim_wbytes_execute = c3.opsims_wbytes - c2.opsims_wbytes;
     x.other_pct_execute = other_pct(&c2, &c3);
     x.log_execute_s = ms_between(r->log.approved_ms, r->log.cycle_finished_ms);
     x.log_start_s = ms_between(r->log.approved_ms, r->log.cycle_started_ms);
