@@ -118,8 +118,9 @@ static int disburse_parse(int argc, char **argv, bd_opts *o) {
       } else if (strcmp(v, "list") == 0) {
         o->wallets_from_list = 1;
       } else {
-        fprintf(stderr, "tuma-bench disburse: --wallets-from: '%s' is neither 'registry' nor "
-                        "'list'\n",
+        fprintf(stderr,
+                "tuma-bench disburse: --wallets-from: '%s' is neither 'registry' nor "
+                "'list'\n",
                 v);
         return BENCH_EXIT_USAGE;
       }
@@ -179,18 +180,17 @@ typedef struct bd_log {
 typedef struct bd_status {
   char state[32];
   uint64_t pending, in_flight, paid, failed, cancelled;
-  uint64_t paid_amount;
 } bd_status;
 
 typedef struct bd_result {
-  uint64_t total;                  /* the list's sum, minor units */
-  double setup_seconds;            /* operators started and ready */
-  double register_seconds;         /* -1: not run */
-  double validate_seconds;         /* submit → result */
-  double execute_seconds;          /* approve → completed (-1: not run) */
-  double log_validate_s;           /* upload_started → batch_submitted, tumad's clock (-1) */
-  double log_execute_s;            /* approved → cycle_finished (-1) */
-  double log_start_s;              /* approved → cycle_started (-1) */
+  uint64_t total;          /* the list's sum, minor units */
+  double setup_seconds;    /* operators started and ready */
+  double register_seconds; /* -1: not run */
+  double validate_seconds; /* submit → result */
+  double execute_seconds;  /* approve → completed (-1: not run) */
+  double log_validate_s;   /* upload_started → batch_submitted, tumad's clock (-1) */
+  double log_execute_s;    /* approved → cycle_finished (-1) */
+  double log_start_s;      /* approved → cycle_started (-1) */
   uint64_t batch, valid, invalid;
   bd_status st;
   uint64_t paid, paid_twice, credits, credited_amount, stray; /* from the wallets */
@@ -216,7 +216,7 @@ typedef struct bd_run {
 } bd_run;
 
 __attribute__((noinline)) static void fail(bd_run *r, const char *fmt, const char *a,
-                                          const char *b) {
+                                           const char *b) {
   if (r->failure[0])
     return;
   snprintf(r->failure, sizeof r->failure, fmt, a ? a : "", b ? b : "");
@@ -402,8 +402,8 @@ static int cli_run(bd_run *r, const char *as, const char *const *args, unsigned 
   argv[n++] = r->cli;
   for (size_t k = 0; args[k] && n < 32; k++)
     argv[n++] = args[k];
-  const char *conn[] = {"--connect", addr, "--ca",      ca, "--cert", cert, "--key", key,
-                        "--timeout", BD_CLI_TIMEOUT, NULL};
+  const char *conn[] = {"--connect", addr,        "--ca",         ca,  "--cert", cert, "--key",
+                        key,         "--timeout", BD_CLI_TIMEOUT, NULL};
   for (size_t k = 0; conn[k]; k++)
     argv[n++] = conn[k];
   argv[n] = NULL;
@@ -417,8 +417,8 @@ static int cli_run(bd_run *r, const char *as, const char *const *args, unsigned 
     slurp(pe, err, sizeof err);
     err[strcspn(err, "\n")] = '\0';
     char what[160];
-    snprintf(what, sizeof what, "tuma %.20s %.20s (status %d, see %.100s)", args[0], args[1] ? args[1] : "",
-             st, po);
+    snprintf(what, sizeof what, "tuma %.20s %.20s (status %d, see %.100s)", args[0],
+             args[1] ? args[1] : "", st, po);
     fail(r, "%s: %s", what, err);
   }
   return st;
@@ -430,20 +430,27 @@ static int make_pki(bd_run *r) {
   char *init[] = {r->cli, "pki", "init", "--dir", r->pki, NULL};
   if (bench_proc_run(init, logp, NULL, BD_CMD_WAIT_MS) != 0)
     return -1;
-  const char *roles[][2] = {{"admin", "admin"},
-                            {"manager", "programme-manager"},
-                            {"approver", "approver"}};
+  const char *roles[][2] = {
+      {"admin", "admin"}, {"manager", "programme-manager"}, {"approver", "approver"}};
   for (size_t i = 0; i < 3; i++) {
-    char *argv[] = {r->cli, "pki",  "issue",           "--dir", r->pki, "--name",
-                    (char *)roles[i][0], "--role", (char *)roles[i][1], NULL};
+    char *argv[] = {r->cli,
+                    "pki",
+                    "issue",
+                    "--dir",
+                    r->pki,
+                    "--name",
+                    (char *)roles[i][0],
+                    "--role",
+                    (char *)roles[i][1],
+                    NULL};
     if (bench_proc_run(argv, logp, NULL, BD_CMD_WAIT_MS) != 0)
       return -1;
   }
   for (uint64_t i = 1; i <= r->o->operators; i++) {
     char name[16];
     snprintf(name, sizeof name, "op%" PRIu64, i);
-    char *argv[] = {r->cli, "pki", "issue", "--dir", r->pki, "--name", name, "--role", "operator",
-                    NULL};
+    char *argv[] = {r->cli,   "pki", "issue",  "--dir",    r->pki,
+                    "--name", name,  "--role", "operator", NULL};
     if (bench_proc_run(argv, logp, NULL, BD_CMD_WAIT_MS) != 0)
       return -1;
   }
@@ -465,11 +472,11 @@ static int write_config(bd_run *r, const char *path) {
   for (uint64_t i = 1; i <= r->o->operators; i++)
     fprintf(f,
             "\n[participant op%" PRIu64 "]\nname = Bench payee %" PRIu64
-            "\ncurrencies = KES\ninitial_deposit.KES = %llu\nmsisdn_prefixes = 2547%02" PRIu64
-            "\n",
+            "\ncurrencies = KES\ninitial_deposit.KES = %llu\nmsisdn_prefixes = 2547%02" PRIu64 "\n",
             i, i, BD_OPSIM_DEPOSIT, i);
-  fprintf(f, "\n[participant funder]\nname = Bench programme funder\ncurrencies = KES\n"
-             "initial_deposit.KES = %llu\n",
+  fprintf(f,
+          "\n[participant funder]\nname = Bench programme funder\ncurrencies = KES\n"
+          "initial_deposit.KES = %llu\n",
           BD_OPSIM_DEPOSIT);
   return fclose(f) == 0 ? 0 : -1;
 }
@@ -532,10 +539,15 @@ static int start_opsims(bd_run *r) {
     snprintf(prefix, sizeof prefix, "2547%02u", j + 1);
     snprintf(out, sizeof out, "%s/%s.out", r->dir, as);
     snprintf(err, sizeof err, "%s/%s.err", r->dir, as);
-    char *argv[] = {r->opsim, "--connect",         addr,   "--pki",           r->pki,
-                    "--as",   as,                  "--data", data,            "--wallets",
-                    wallets,  "--msisdn-prefix",   prefix, "--initial-balance", "0",
-                    "--log-level", "info",         NULL};
+    char *argv[] = {r->opsim, "--connect",
+                    addr,     "--pki",
+                    r->pki,   "--as",
+                    as,       "--data",
+                    data,     "--wallets",
+                    wallets,  "--msisdn-prefix",
+                    prefix,   "--initial-balance",
+                    "0",      "--log-level",
+                    "info",   NULL};
     if (bench_proc_spawn(argv, out, err, &r->opsim_pid[j]) != 0) {
       fail(r, "starting %s: %s", r->opsim, strerror(errno));
       return -1;
@@ -556,7 +568,7 @@ static int start_opsims(bd_run *r) {
       int st;
       if (waitpid(r->opsim_pid[j], &st, WNOHANG) == r->opsim_pid[j]) {
         r->opsim_pid[j] = 0;
-        fail(r, "tuma-opsim op%s exited before it was ready (see %s)", "", err);
+        fail(r, "a tuma-opsim exited before it was ready (see %s)%s", err, "");
         return -1;
       }
       if (bench_now_ns() > deadline) {
@@ -584,8 +596,7 @@ static void stop_opsims(bd_run *r, int *all_ok) {
 /* ---------------------------------------------------------------- files */
 
 /* Writes the registry CSV (registry = 1) or the list CSV; the list's sum into *total. */
-static int write_file(bd_run *r, const char *path, int registry, uint64_t *total,
-                      double *bytes) {
+static int write_file(bd_run *r, const char *path, int registry, uint64_t *total, double *bytes) {
   const bd_opts *o = r->o;
   FILE *f = fopen(path, "w");
   if (!f)
@@ -714,13 +725,14 @@ static void print_json(const bd_opts *o, const bd_result *x, int ok) {
            ",\"paid_twice\":%" PRIu64 ",\"paid_per_second\":%.0f",
            x->execute_seconds, x->paid, x->st.failed, x->paid_twice,
            x->execute_seconds > 0 ? (double)x->paid / x->execute_seconds : 0.0);
-    printf(",\"submit_to_paid_seconds\":%.3f,\"tumad_execute_seconds\":%.3f"
-           ",\"tumad_approve_to_start_seconds\":%.3f,\"batch_state\":\"%s\",\"status_paid\":%" PRIu64
-           ",\"cancelled\":%" PRIu64 ",\"credits\":%" PRIu64 ",\"credited_amount\":%" PRIu64
-           ",\"stray_credits\":%" PRIu64 ",\"setup_seconds\":%.3f,\"operators_exit_ok\":%s",
-           x->validate_seconds + x->execute_seconds, x->log_execute_s, x->log_start_s,
-           x->st.state, x->st.paid, x->st.cancelled, x->credits, x->credited_amount, x->stray,
-           x->setup_seconds, x->opsims_exit_ok ? "true" : "false");
+    printf(
+        ",\"submit_to_paid_seconds\":%.3f,\"tumad_execute_seconds\":%.3f"
+        ",\"tumad_approve_to_start_seconds\":%.3f,\"batch_state\":\"%s\",\"status_paid\":%" PRIu64
+        ",\"cancelled\":%" PRIu64 ",\"credits\":%" PRIu64 ",\"credited_amount\":%" PRIu64
+        ",\"stray_credits\":%" PRIu64 ",\"setup_seconds\":%.3f,\"operators_exit_ok\":%s",
+        x->validate_seconds + x->execute_seconds, x->log_execute_s, x->log_start_s, x->st.state,
+        x->st.paid, x->st.cancelled, x->credits, x->credited_amount, x->stray, x->setup_seconds,
+        x->opsims_exit_ok ? "true" : "false");
     printf(",\"tumad_cpu_execute_s\":%.2f,\"opsim_cpu_execute_s\":%.2f"
            ",\"cpu_other_pct_execute\":%.0f,\"tumad_written_mb_execute\":%.1f"
            ",\"opsim_written_mb_execute\":%.1f",
@@ -788,8 +800,7 @@ static void print_table(const bd_opts *o, const bd_result *x, int ok) {
     printf("  submit to paid   %9.3f s\n", x->validate_seconds + x->execute_seconds);
     printf("  batch            state %s: paid %" PRIu64 ", failed %" PRIu64 ", cancelled %" PRIu64
            ", pending %" PRIu64 ", in flight %" PRIu64 "\n",
-           x->st.state, x->st.paid, x->st.failed, x->st.cancelled, x->st.pending,
-           x->st.in_flight);
+           x->st.state, x->st.paid, x->st.failed, x->st.cancelled, x->st.pending, x->st.in_flight);
     printf("  wallets          paid %" PRIu64 ", paid twice %" PRIu64 "; %" PRIu64
            " credits, %" PRIu64 ".%02" PRIu64 " KES (list total %" PRIu64 ".%02" PRIu64
            "); stray %" PRIu64 "\n",
@@ -851,8 +862,6 @@ static double other_pct(const bd_cpu *a, const bd_cpu *b) {
 }
 
 static int wait_completed(bd_run *r, uint64_t deadline_ns) {
-  uint64_t batch = r->log.batch;
-  (void)batch;
   for (uint64_t i = 0;; i++) {
     log_follow(r);
     if (r->log.cycle_finished_ms)
@@ -945,11 +954,10 @@ int bench_disburse_main(int argc, char **argv) {
   char total[32];
   major(x.total, total);
   {
-    const char *create[] = {"disburse", "programme", "create",     "--id",     "bench",
-                            "--name",   "Bench",     "--currency", "KES",      "--funding",
-                            "funder",   NULL};
-    const char *fund[] = {"disburse", "programme", "fund", "--programme", "bench", "--amount",
-                          total,      NULL};
+    const char *create[] = {"disburse", "programme",  "create", "--id",      "bench",  "--name",
+                            "Bench",    "--currency", "KES",    "--funding", "funder", NULL};
+    const char *fund[] = {"disburse", "programme", "fund", "--programme",
+                          "bench",    "--amount",  total,  NULL};
     if (cli_run(r, "admin", create, BD_CMD_WAIT_MS, NULL, 0) != 0 ||
         cli_run(r, "admin", fund, BD_CMD_WAIT_MS, NULL, 0) != 0)
       goto out;
@@ -960,8 +968,9 @@ int bench_disburse_main(int argc, char **argv) {
   if (big_wait > 3600000)
     big_wait = 3600000;
   if (!o.wallets_from_list) {
-    const char *up[] = {"disburse", "beneficiary", "upload", "--file", reg_path,
-                        o.chunk_bytes ? "--chunk-bytes" : NULL, chunk, NULL};
+    const char *up[] = {"disburse", "beneficiary", "upload",
+                        "--file",   reg_path,      o.chunk_bytes ? "--chunk-bytes" : NULL,
+                        chunk,      NULL};
     uint64_t t0 = bench_now_ns();
     if (cli_run(r, "manager", up, (unsigned)big_wait, out, sizeof out) != 0)
       goto out;
@@ -1072,8 +1081,8 @@ int bench_disburse_main(int argc, char **argv) {
   int good = x.tumad_exit == 0;
   if (!o.validate_only)
     good = good && strcmp(x.st.state, "completed") == 0 && x.paid == o.beneficiaries &&
-           x.paid_twice == 0 && x.st.failed == 0 && x.stray == 0 &&
-           x.st.paid == o.beneficiaries && x.credited_amount == x.total && x.opsims_exit_ok;
+           x.paid_twice == 0 && x.st.failed == 0 && x.stray == 0 && x.st.paid == o.beneficiaries &&
+           x.credited_amount == x.total && x.opsims_exit_ok;
   if (o.json)
     print_json(&o, &x, good);
   else
