@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 enum {
   BENCH_EXIT_OK = 0,
@@ -23,6 +24,7 @@ enum {
 /* Subcommands (one file each; tuma_bench.c lists them in its command table). */
 int bench_ledger_main(int argc, char **argv);
 int bench_fsync_main(int argc, char **argv);
+int bench_disburse_main(int argc, char **argv);
 
 /* --- options (bench_args.c) --- */
 
@@ -64,6 +66,45 @@ int bench_interrupt_block(void);
 
 /* The blocked signal that is pending (SIGINT, SIGTERM or SIGHUP), or 0 if none. O(1). */
 int bench_interrupted(void);
+
+/* --- child processes (bench_proc.c) --- */
+
+/* Starts argv[0] (a path) with argv, stdin from /dev/null, stdout appended to out_path and
+ * stderr to err_path (NULL: to out_path too), the signal mask cleared and default dispositions
+ * (tuma-bench blocks SIGINT/SIGTERM/SIGHUP), in a process group of its own. 0 and *pid, or -1
+ * with errno set. */
+int bench_proc_spawn(char *const argv[], const char *out_path, const char *err_path, pid_t *pid);
+
+/* Waits at most timeout_ms for pid to exit, polling (1-10 ms) and watching for the benchmark's
+ * interruption. 0 with *status (the exit status, 128 + n when killed by signal n); -1 with errno
+ * ETIMEDOUT or EINTR (interrupted) and the child left running, or another errno. */
+int bench_proc_wait(pid_t pid, unsigned timeout_ms, int *status);
+
+/* Spawns (bench_proc_spawn) and waits at most timeout_ms; a child still running then, or when
+ * the benchmark is interrupted, is killed (SIGKILL). Its exit status, or -1 with errno
+ * (ETIMEDOUT, EINTR, …). */
+int bench_proc_run(char *const argv[], const char *out_path, const char *err_path,
+                   unsigned timeout_ms);
+
+/* SIGTERM, then waits at most timeout_ms (SIGKILL after). Its exit status (128 + n when a
+ * signal ended it), or -1. */
+int bench_proc_stop(pid_t pid, unsigned timeout_ms);
+
+/* The path of a sibling program: $env if set, else <dir of tuma-bench>/../<rel>. Heap string
+ * the caller frees, or NULL. */
+char *bench_proc_find(const char *env, const char *rel);
+
+/* user + system CPU seconds of process pid (all threads), from /proc; -1 if unreadable. */
+double bench_proc_cpu_s(pid_t pid);
+
+/* n (≤ 8) loopback TCP ports that were free a moment ago. 0 or -1. */
+int bench_free_ports(uint16_t *out, size_t n);
+
+/* Whether the text file holds `text` within one line (lines up to 4 KiB). Reads it whole. */
+int bench_file_contains(const char *path, const char *text);
+
+/* Sleeps ms milliseconds (resumed after signals). */
+void bench_sleep_ms(unsigned ms);
 
 /* --- JSON output (bench_json.c) --- */
 
