@@ -25,7 +25,7 @@ enum {
   DIS_NAME_MAX = 127,
   DIS_ID_MAX = 64,
   DIS_DEFAULT_TIMEOUT_S = 10,
-  DIS_DEFAULT_CHUNK = 32768,
+  DIS_DEFAULT_CHUNK = 1048576,
   DIS_MIN_CHUNK = 64,
   DIS_MAX_CHUNK = 8 * 1024 * 1024,
   DIS_REPORT_PAGE = 1000,
@@ -110,8 +110,8 @@ static const char dis_usage[] =
     "\n"
     "Disbursements: a programme's budget paid to a list of beneficiaries, in batches that one\n"
     "person submits and another approves. TYPE is national_id, refugee_id, msisdn, account_id\n"
-    "or business_id. --chunk-bytes is the size of each upload request (default 32768; the\n"
-    "switch's max_frame_bytes must allow it). See cli/README.md, 'Disbursements'.\n";
+    "or business_id. --chunk-bytes is the size of each upload request (default 1048576; the\n"
+    "switch's admin_max_frame_bytes must allow it). See cli/README.md, 'Disbursements'.\n";
 
 /* Parsed arguments of one disburse command. */
 typedef struct dis_args {
@@ -784,7 +784,7 @@ static int dis_upload(const dis_args *a, admin_client *c, dis_file *df, size_t c
       }
       fprintf(stderr,
               "tuma %s: the upload stopped at byte %" PRIu64 " of %" PRIu64
-              "; if the switch's max_frame_bytes is below %zu, give a smaller --chunk-bytes\n",
+              "; if the switch's admin_max_frame_bytes is below %zu, give a smaller --chunk-bytes\n",
               a->cmd, sent - n, df->size, chunk_bytes + 256);
       goto done;
     }

@@ -45,6 +45,8 @@ static const key_def keys[] = {
     {SEC_SWITCH, "metrics_listen", T_ADDR, offsetof(sw_config, metrics_listen), 0, 0},
     {SEC_SWITCH, "data_dir", T_STR, offsetof(sw_config, data_dir), 0, 0},
     {SEC_SWITCH, "max_frame_bytes", T_U32, offsetof(sw_config, max_frame_bytes), 256, 16777216},
+    {SEC_SWITCH, "admin_max_frame_bytes", T_U32, offsetof(sw_config, admin_max_frame_bytes), 256,
+     67108864},
     {SEC_SWITCH, "max_connections", T_U32, offsetof(sw_config, max_connections), 1, 1048576},
     {SEC_SWITCH, "max_in_flight", T_U32, offsetof(sw_config, max_in_flight), 1, 1048576},
     {SEC_SWITCH, "read_timeout_ms", T_U32, offsetof(sw_config, read_timeout_ms), 100, 3600000},
@@ -940,6 +942,7 @@ static int set_defaults(sw_config *cfg, const char *path) {
   cfg->admin_listen = admin;
   cfg->metrics_listen = metrics;
   cfg->max_frame_bytes = 65536;
+  cfg->admin_max_frame_bytes = 4194304;
   cfg->max_connections = 1024;
   cfg->max_in_flight = 4096;
   cfg->read_timeout_ms = 10000;

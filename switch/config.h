@@ -55,6 +55,7 @@ typedef struct sw_config {
   sw_config_addr metrics_listen; /* /metrics and /healthz, HTTP, loopback only; 127.0.0.1:7402 */
   char *data_dir;                /* default "var/tumad" */
   uint32_t max_frame_bytes;      /* 256..16777216, default 65536 */
+  uint32_t admin_max_frame_bytes; /* admin listener (file uploads), 256..67108864, default 4 MiB */
   uint32_t max_connections;      /* 1..1048576, default 1024 */
   uint32_t max_in_flight;        /* per connection, 1..1048576, default 4096 */
   uint32_t read_timeout_ms;      /* partial-frame timeout, 100..3600000, default 10000 */

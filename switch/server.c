@@ -441,7 +441,7 @@ void sw_server_unblock(sw_switch *sw) {
 static void process_input(sw_conn *c) {
   sw_switch *sw = c->sw;
   struct evbuffer *in = bufferevent_get_input(c->bev);
-  size_t max_body = sw->cfg->max_frame_bytes;
+  size_t max_body = c->admin ? sw->cfg->admin_max_frame_bytes : sw->cfg->max_frame_bytes;
   while (!c->closing && !c->read_paused && c->ready) {
     size_t avail = evbuffer_get_length(in);
     if (avail < PROTO_FRAME_HEADER_BYTES)

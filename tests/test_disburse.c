@@ -889,17 +889,17 @@ Test(disburse, control_totals_and_resubmission) {
   submit(&z, r, bad, 1, 1, 10000, NULL);
   cr_assert_eq(r->status, 1, "%s%s", r->out, r->err);
   cr_assert(strstr(r->err, "batch refused: 3100") && strstr(r->err, "amout"), "%s", r->err);
-  /* A chunk larger than the switch's frames (64 KiB here) is refused, and said so. */
-  static char big[80000];
+  /* A chunk larger than the admin listener's frames (4 MiB by default) is refused, and said so. */
+  static char big[4700000];
   size_t blen = (size_t)snprintf(big, sizeof big,
                                  "beneficiary_id_type,beneficiary_id,amount,currency,reference\n");
-  while (blen < 70000)
+  while (blen < 4600000)
     blen += (size_t)snprintf(big + blen, sizeof big - blen, "national_id,30000000,1.00,KES,%s\n",
                              "padding-padding-padding-padding");
   char bigpath[SH_PATH_MAX + 32];
   snprintf(bigpath, sizeof bigpath, "%s/big.csv", z.h->dir);
   write_file(bigpath, big);
-  const char *huge[] = {"--chunk-bytes", "75000", NULL};
+  const char *huge[] = {"--chunk-bytes", "4650000", NULL};
   submit(&z, r, bigpath, 1, 1, 100, huge);
   cr_assert_eq(r->status, 1, "%s%s", r->out, r->err);
   cr_assert(strstr(r->err, "give a smaller --chunk-bytes") != NULL, "%s", r->err);
