@@ -30,8 +30,7 @@ ledger_id sw_derive_id(const char *tag, ledger_id from) {
   uint64_t t = 0xcbf29ce484222325ull; /* FNV-1a of the tag */
   for (const char *p = tag; *p; p++)
     t = (t ^ (uint8_t)*p) * 0x100000001b3ull;
-  uint64_t lo = mix64(mix64(t ^ from.lo) ^ mix64(from.hi + 0x9e3779b97f4a7c15ull));
-  return ledger_id_make(from.hi, lo);
+  return ledger_id_make(from.hi, from.lo + (mix64(t) | 1));
 }
 
 ledger_event sw_transfer_event(ledger_id id, ledger_id debit, ledger_id credit, uint64_t amount,

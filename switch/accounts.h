@@ -81,13 +81,15 @@ static inline uint32_t sw_account_participant(ledger_id id) {
 }
 
 /* Derives a ledger id from a tag and an id: the NDC leg of a payment, the post and void legs,
- * liquidity adjustments. The high 64 bits are `from`'s, so a time-ordered operator id (UUIDv7)
- * gives time-ordered derived ids and the ledger's id index keeps appending at its right edge;
- * the low 64 bits are a 64-bit mix of the tag and `from` (distinct tags and ids collide with
- * probability 2^-64). Not a secret: whoever knows a transfer id can compute its legs' ids, as
- * with any public function; a keyed derivation would stop a payer or payee from squatting its
- * own transfer's post id (which only delays that transfer to its expiry). Cost: a few
- * multiplications. */
+ * liquidity adjustments. The high 64 bits are `from`'s and the low 64 bits are `from`'s plus a
+ * constant of the tag (a 64-bit mix of it, odd), so derivation keeps order: time-ordered
+ * operator ids (UUIDv7) and the disbursement items' ids, which ascend within a cycle, give
+ * derived ids that ascend too, and the ledger's id index keeps appending near its right edge.
+ * Two derived ids of distinct (tag, id) pairs collide only when the ids' low halves differ by
+ * exactly the difference of two tag constants (2^-64 for unrelated ids). Not a secret: whoever
+ * knows a transfer id can compute its legs' ids, as with any public function; a keyed
+ * derivation would stop a payer or payee from squatting its own transfer's post id (which only
+ * delays that transfer to its expiry). Cost: a few multiplications. */
 ledger_id sw_derive_id(const char *tag, ledger_id from);
 
 /* 16 bytes on the wire (big endian, UUID order) <-> ledger id. */

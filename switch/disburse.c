@@ -313,7 +313,7 @@ static void programme_create(sw_conn *c, uint64_t corr, const Tuma__V1__Programm
   uint64_t number = 0;
   rc = op ? sw_dstore_next(t, "programme", &number) : SW_DSTORE_E_NOMEM;
   rc = rc ? (sw_dstore_abort(t), rc) : sw_dstore_commit(t);
-  if (rc || number > UINT32_MAX / 2) {
+  if (rc || number > 0x7ffffff /* 27 bits in item ids (payout.c) */) {
     free(op);
     sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
     return;

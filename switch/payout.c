@@ -65,7 +65,8 @@ typedef struct sw_run {
   uint64_t wait_until_ms; /* WAITING_FUNDS: next reservation try */
   run_item *items;
   uint32_t n;
-  uint32_t cursor;      /* items before it were started at least once */
+  uint32_t *order;      /* the items in the order their first tries start (token order) */
+  uint32_t cursor;      /* position in order: the items before it were started or settled */
   uint32_t in_flight;
   uint32_t unfinished;  /* not final (paid, failed, cancelled) */
   uint32_t releases_open; /* failed or cancelled items whose release is not yet durable */
@@ -115,7 +116,16 @@ static ledger_id item_base(uint32_t programme, uint32_t cycle, const uint8_t tok
 
 ledger_id sw_payout_item_id(uint32_t programme, uint32_t cycle, const uint8_t token[32],
                             unsigned attempt) {
-  return item_base(programme, cycle, token, "tuma-item", attempt);
+  /* hi: top bit (never a UUIDv7 before the year 10889), programme, cycle, attempt; lo: the
+     first 8 bytes of the beneficiary's token (an HMAC with the scheme's secret: unguessable).
+     A cycle's first attempts thus share hi and, paid in token order (run_load_order), ascend:
+     the ledger's id index appends instead of touching a random leaf per payment. */
+  uint64_t lo = 0;
+  for (int i = 0; i < 8; i++)
+    lo = lo << 8 | token[i];
+  return ledger_id_make(1ull << 63 | (uint64_t)(programme & 0x7ffffffu) << 28 |
+                            (uint64_t)(cycle & 0xfffffu) << 8 | (attempt & 0xffu),
+                        lo);
 }
 
 ledger_id sw_payout_release_id(uint32_t programme, uint64_t batch, uint32_t cycle,
@@ -358,17 +368,29 @@ static void item_done_cb(ledger_id id, int final_state, unsigned code, uint64_t 
   }
 }
 
+/* What makes an item's attempt "the same" (kept in its ledger transfer's user_data_128): a
+ * different one under the same id is a collision, never taken for this item's payment. */
+static void item_digest(ledger_id id, const sw_batch_item *rec, uint8_t out[32]) {
+  uint8_t buf[13 + 16 + 8 + 4 + 16];
+  memcpy(buf, "tuma-disburse", 13);
+  memcpy(buf + 13, &id, 16);
+  memcpy(buf + 29, &rec->amount, 8);
+  memcpy(buf + 37, &rec->operator_no, 4);
+  memcpy(buf + 41, rec->msisdn, 16);
+  SHA256(buf, sizeof buf, out);
+}
+
 /* What the ledger says of item i's attempts, from attempt `from` on: voided or expired ones
  * are used up and skipped; the first posted one makes the item paid; an open (reserved) one is
  * in flight (rejoined when transfer.c holds it, else looked at again later). Returns 1 when
  * it->attempt is now a free id for the next try, 0 when the item was settled here, -1 when
  * the ledger cannot be read. `restored`: found after a restart (not counted in metrics). */
-static int item_probe(sw_run *r, uint32_t i, const uint8_t token[32], unsigned from,
+static int item_probe(sw_run *r, uint32_t i, const sw_batch_item *rec, unsigned from,
                       int restored) {
   sw_switch *sw = r->d->sw;
   run_item *it = &r->items[i];
   for (unsigned a = from ? from : 1; a < 255; a++) {
-    ledger_id id = sw_payout_item_id(r->prog.number, r->b.current_cycle, token, a);
+    ledger_id id = sw_payout_item_id(r->prog.number, r->b.current_cycle, rec->token, a);
     ledger_transfer lt;
     it->attempt = (uint8_t)a;
     if (ledger_lookup_transfer(sw->ledger, id, &lt) != 0) {
@@ -380,6 +402,16 @@ static int item_probe(sw_run *r, uint32_t i, const uint8_t token[32], unsigned f
     uint64_t resolved = 0;
     if (ledger_pending_state_of(sw->ledger, id, &ps, &resolved))
       return -1;
+    uint8_t want[32], have[16];
+    item_digest(id, rec, want);
+    sw_id_to_bytes(lt.user_data_128, have);
+    int ours = ledger_id_eq(lt.debit_account_id, r->escrow) && memcmp(want, have, 16) == 0;
+    if (!ours && (ps == LEDGER_PENDING_POSTED || ps == LEDGER_PENDING_OPEN)) {
+      sw_log(&sw->log, SW_LOG_ERROR, "disburse.id_collision", "batch=%llu index=%u attempt=%u",
+             (unsigned long long)r->b.number, i, a);
+      item_final(r, i, SW_ITEM_FAILED, SW_ERR_MODIFIED_REQUEST, sw_now_ms());
+      return 0;
+    }
     it->shown = (uint8_t)a;
     if (ps == LEDGER_PENDING_POSTED) {
       if (restored)
@@ -427,7 +459,7 @@ static int item_start(sw_run *r, sw_dstore_txn *t, uint32_t i) {
   it->amount = rec.amount;
   /* an attempt id another try (of this batch before a restart, or of a batch that failed this
      beneficiary in this cycle) used up is skipped; a posted or open one settles the item */
-  int pr = item_probe(r, i, rec.token, it->attempt, 0);
+  int pr = item_probe(r, i, &rec, it->attempt, 0);
   if (pr < 0) {
     retry_later(r, i, sw_now_ms() + r->d->retry_base_ms);
     return 0;
@@ -444,13 +476,7 @@ static int item_start(sw_run *r, sw_dstore_txn *t, uint32_t i) {
   tr.ledger_no = r->prog.currency;
   tr.amount = rec.amount;
   tr.expiration_ms = sw_now_ms() + r->d->item_expiry_ms;
-  uint8_t dbuf[13 + 16 + 8 + 4 + 16];
-  memcpy(dbuf, "tuma-disburse", 13);
-  memcpy(dbuf + 13, &tr.id, 16);
-  memcpy(dbuf + 29, &rec.amount, 8);
-  memcpy(dbuf + 37, &rec.operator_no, 4);
-  memcpy(dbuf + 41, rec.msisdn, 16);
-  SHA256(dbuf, sizeof dbuf, tr.digest);
+  item_digest(tr.id, &rec, tr.digest);
   tr.payee_party_type = SW_PARTY_MSISDN;
   tr.payee_party_id = rec.msisdn;
   tr.reference = rec.reference;
@@ -721,6 +747,62 @@ static void phase_done_cb(int status, const ledger_result *res, size_t n, void *
 
 /* ---------------------------------------------------------------- runs */
 
+typedef struct order_key {
+  uint64_t key;
+  uint32_t index;
+} order_key;
+
+static int cmp_order_key(const void *a, const void *b) {
+  uint64_t x = ((const order_key *)a)->key, y = ((const order_key *)b)->key;
+  return x < y ? -1 : x > y;
+}
+
+typedef struct order_scan {
+  order_key *k;
+  uint32_t n, cap;
+} order_scan;
+
+static int order_cb(uint32_t index, const sw_batch_item *rec, void *arg) {
+  order_scan *os = arg;
+  if (os->n == os->cap)
+    return SW_DSTORE_E_CORRUPT;
+  uint64_t key = 0;
+  for (int i = 0; i < 8; i++)
+    key = key << 8 | rec->token[i];
+  os->k[os->n].key = key;
+  os->k[os->n++].index = index;
+  return 0;
+}
+
+/* The order of first tries: by the items' ids (their tokens), so that a cycle's payments
+ * append to the ledger's id index. O(n log n) and one pass over the items. Without memory for
+ * it, index order (r->order stays NULL). */
+static void run_load_order(sw_run *r) {
+  free(r->order);
+  r->order = NULL;
+  order_scan os = {.cap = r->n};
+  os.k = malloc((r->n ? r->n : 1) * sizeof *os.k);
+  uint32_t *order = malloc((r->n ? r->n : 1) * sizeof *order);
+  sw_dstore_txn *t = NULL;
+  if (!os.k || !order || sw_dstore_begin(r->d->store, 1, &t)) {
+    free(os.k);
+    free(order);
+    return;
+  }
+  int rc = sw_dstore_item_each(t, r->b.number, 0, order_cb, &os);
+  sw_dstore_abort(t);
+  if (rc || os.n != r->n) {
+    free(os.k);
+    free(order);
+    return;
+  }
+  qsort(os.k, os.n, sizeof *os.k, cmp_order_key);
+  for (uint32_t i = 0; i < os.n; i++)
+    order[i] = os.k[i].index;
+  free(os.k);
+  r->order = order;
+}
+
 static int run_alloc_items(sw_run *r) {
   free(r->items);
   r->n = (uint32_t)r->b.items;
@@ -731,6 +813,7 @@ static int run_alloc_items(sw_run *r) {
     r->items[i].status = SW_ITEM_PENDING;
     r->items[i].attempt = 1;
   }
+  run_load_order(r);
   r->cursor = 0;
   r->in_flight = 0;
   r->unfinished = r->n;
@@ -781,6 +864,7 @@ static void run_free(sw_disburse *d, sw_run *r) {
       break;
     }
   free(r->items);
+  free(r->order);
   free(r->retry);
   free(r);
 }
@@ -824,7 +908,7 @@ static int resume_item_cb(uint32_t index, const sw_batch_item *rec, void *arg) {
     it->dirty = 0;
     return 0;
   }
-  return item_probe(r, index, rec->token, 1, 1) < 0 ? SW_DSTORE_E_LMDB : 0;
+  return item_probe(r, index, rec, 1, 1) < 0 ? SW_DSTORE_E_LMDB : 0;
 }
 
 /* Rebuilds a run's items of its current cycle from the store and the ledger. */
@@ -835,11 +919,7 @@ static int run_resume_items(sw_run *r) {
     return rc;
   rc = sw_dstore_item_each(rs.t, r->b.number, 0, resume_item_cb, &rs);
   sw_dstore_abort(rs.t);
-  uint32_t started = 0;
-  for (uint32_t i = 0; i < r->n; i++)
-    if (r->items[i].tries || r->items[i].status != SW_ITEM_PENDING)
-      started = i + 1;
-  r->cursor = started;
+  r->cursor = 0; /* run_pay skips what is settled, in flight or waiting */
   return rc;
 }
 
@@ -908,11 +988,12 @@ static void run_pay(sw_run *r, uint64_t now) {
     r->tokens -= 1;
   }
   while (r->cursor < r->n && r->tokens >= 1 && r->in_flight < d->window) {
-    if (r->items[r->cursor].status != SW_ITEM_PENDING) {
-      r->cursor++;
+    uint32_t i = r->order ? r->order[r->cursor] : r->cursor;
+    if (r->items[i].status != SW_ITEM_PENDING || r->items[i].retry_wait) {
+      r->cursor++; /* settled, in flight, or waiting for a retry (the retry list has it) */
       continue;
     }
-    if (item_start(r, t, r->cursor) == -2)
+    if (item_start(r, t, i) == -2)
       break;
     r->cursor++;
     r->tokens -= 1;
