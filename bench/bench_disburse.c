@@ -461,11 +461,14 @@ static int write_config(bd_run *r, const char *path) {
   FILE *f = fopen(path, "w");
   if (!f)
     return -1;
-  uint64_t frame = r->o->chunk_bytes ? r->o->chunk_bytes + 65536 : 1048576;
+  /* the admin listener takes the upload chunks: room for the largest plus its envelope */
+  uint64_t frame = r->o->chunk_bytes ? r->o->chunk_bytes + 65536 : 4194304;
+  if (frame < 4194304)
+    frame = 4194304;
   fprintf(f,
           "; written by tuma-bench disburse\n[switch]\nlisten = 127.0.0.1:%u\n"
           "admin_listen = 127.0.0.1:%u\nmetrics_listen = 127.0.0.1:%u\ndata_dir = %s/data\n"
-          "max_frame_bytes = %" PRIu64 "\nlog_level = info\n",
+          "admin_max_frame_bytes = %" PRIu64 "\nlog_level = info\n",
           r->ports[0], r->ports[1], r->ports[2], r->dir, frame);
   fprintf(f, "\n[tls]\nca = %s/ca.crt\ncert = %s/tumad.crt\nkey = %s/tumad.key\n", r->pki, r->pki,
           r->pki);
