@@ -312,7 +312,7 @@ Test(config, at_most_256_participants) {
 
 Test(config, error_unknown_section) {
   expect_error(TLS "\n[swtich]\n", 6,
-               "[swtich]: unknown section (expected switch, ledger, tls or participant ID)");
+               "[swtich]: unknown section (expected switch, ledger, tls, audit or participant ID)");
 }
 
 Test(config, error_unknown_key) {
