@@ -23,6 +23,7 @@ enum {
 /* Subcommands (one file each; tuma_bench.c lists them in its command table). */
 int bench_ledger_main(int argc, char **argv);
 int bench_fsync_main(int argc, char **argv);
+int bench_audit_main(int argc, char **argv);
 
 /* --- options (bench_args.c) --- */
 

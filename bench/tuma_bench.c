@@ -29,6 +29,7 @@ static const bench_command bench_commands[] = {
     {"ledger", bench_ledger_main, "durable ledger: batches of transfers via ledger_apply()"},
     {"fsync", bench_fsync_main, "raw write + fdatasync rate of one 4 KiB page"},
     {"switch", bench_switch_main, "tumad end to end: two-phase transfers over mTLS, durable"},
+    {"audit", bench_audit_main, "tuma audit verify: hash chain, checkpoints, replay, compare"},
 };
 
 static void usage(FILE *out) {

@@ -329,6 +329,44 @@ int ledger_audit_source_scan(ledger_audit_source *s, uint64_t from_seq, uint64_t
   return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_error(rc);
 }
 
+/* ================================================================ backups */
+
+int ledger_audit_backup(const char *env_dir, const char *dest_dir, int compact, char *err,
+                        size_t errlen) {
+  if (!env_dir || !dest_dir)
+    return LEDGER_E_INVAL;
+  char probe[4200];
+  snprintf(probe, sizeof probe, "%s/data.mdb", env_dir);
+  if (!is_file(probe, 0)) {
+    set_err(err, errlen, "%s: %s", env_dir, "no data.mdb: not an LMDB environment");
+    return LEDGER_E_NOTFOUND;
+  }
+  if (mkdir(dest_dir, 0750) && errno != EEXIST) {
+    set_err(err, errlen, "%s: %s", dest_dir, strerror(errno));
+    return LEDGER_E_IO;
+  }
+  snprintf(probe, sizeof probe, "%s/data.mdb", dest_dir);
+  if (access(probe, F_OK) == 0) {
+    set_err(err, errlen, "%s: %s", dest_dir, "already holds a data.mdb (will not overwrite)");
+    return LEDGER_E_INVAL;
+  }
+  MDB_env *env = NULL;
+  int rc = mdb_env_create(&env);
+  if (!rc)
+    rc = mdb_env_set_maxdbs(env, 32);
+  if (!rc)
+    rc = mdb_env_open(env, env_dir, MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0640);
+  if (!rc)
+    rc = mdb_env_copy2(env, dest_dir, compact ? MDB_CP_COMPACT : 0);
+  if (env)
+    mdb_env_close(env);
+  if (rc) {
+    set_err(err, errlen, "%s: %s", env_dir, mdb_strerror(rc));
+    return store_error(rc) == LEDGER_E_LMDB ? LEDGER_E_LMDB : LEDGER_E_IO;
+  }
+  return 0;
+}
+
 /* ================================================================ the scratch ledger */
 
 typedef struct scratch_account {

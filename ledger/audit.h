@@ -73,6 +73,17 @@ int ledger_audit_source_is_dir(const ledger_audit_source *s);
 int ledger_audit_source_scan(ledger_audit_source *s, uint64_t from_seq, uint64_t to_seq,
                              ledger_journal_cb cb, void *arg);
 
+/* ---------------------------------------------------------------- backups */
+
+/* Hot backup of the LMDB environment in directory env_dir (a ledger, or any LMDB environment
+ * such as tumad's registry) into directory dest_dir, which is created (mode 0750) and must not
+ * already hold a data.mdb. One read transaction: the copy is a consistent snapshot, and a
+ * running writer is never blocked (mdb_env_copy2). compact: MDB_CP_COMPACT (free pages
+ * omitted, pages renumbered; slower). err[errlen] gets a one-line reason on failure. Errors:
+ * LEDGER_E_NOTFOUND (no data.mdb), LEDGER_E_INVAL (dest holds one), LEDGER_E_IO, LEDGER_E_LMDB. */
+int ledger_audit_backup(const char *env_dir, const char *dest_dir, int compact, char *err,
+                        size_t errlen);
+
 /* ---------------------------------------------------------------- the audit */
 
 /* What went wrong first. */
