@@ -898,7 +898,7 @@ int ledger_audit_feed_cb(uint64_t seq, const void *record, size_t len, void *arg
   /* Sequence first: a missing or moved record is named by where the chain breaks. */
   uint64_t own = len >= 48 ? rd_u64(rec + 40) : 0;
   static const uint8_t zero[32];
-  if (!a->started && !a->o.stop_seq && !a->o.stop_time && own > 1 && seq == own &&
+  if (!a->started && !a->o.stop_seq && !a->o.stop_time && own > 1 && (seq == own || seq == 0) &&
       memcmp(rec, zero, 32)) {
     /* An export that does not begin at genesis: check its chain from its first record. */
     a->expect_seq = expect = own;
