@@ -278,19 +278,22 @@ static uint32_t rd_u32(const uint8_t *p) {
   return v;
 }
 
-static int scan_file(ledger_audit_source *s, uint64_t from_seq, uint64_t to_seq,
-                     ledger_journal_cb cb, void *arg) {
+int ledger_audit_scan_buffer(const void *buf, size_t buf_len, uint64_t from_seq, uint64_t to_seq,
+                             ledger_journal_cb cb, void *arg) {
+  if ((!buf && buf_len) || !cb)
+    return LEDGER_E_INVAL;
+  const uint8_t *map = buf;
   size_t off = 0;
-  while (off < s->map_len) {
-    size_t left = s->map_len - off;
+  while (off < buf_len) {
+    size_t left = buf_len - off;
     if (left < 4) /* not even a length: hand the remains over, they will not parse */
-      return cb(0, s->map + off, left, arg);
-    size_t len = rd_u32(s->map + off);
+      return cb(0, map + off, left, arg);
+    size_t len = rd_u32(map + off);
     off += 4;
     left -= 4;
     if (len > left)
-      return cb(0, s->map + off, left, arg);
-    const uint8_t *rec = s->map + off;
+      return cb(0, map + off, left, arg);
+    const uint8_t *rec = map + off;
     off += len;
     uint64_t seq = len >= 48 ? rd_u64(rec + 40) : 0;
     if (seq < from_seq && seq != 0)
@@ -309,7 +312,7 @@ int ledger_audit_source_scan(ledger_audit_source *s, uint64_t from_seq, uint64_t
   if (!s || !cb)
     return LEDGER_E_INVAL;
   if (!s->l)
-    return scan_file(s, from_seq, to_seq, cb, arg);
+    return ledger_audit_scan_buffer(s->map, s->map_len, from_seq, to_seq, cb, arg);
   MDB_cursor *cur;
   int rc = mdb_cursor_open(s->txn, s->l->db_journal, &cur);
   if (rc)

@@ -73,6 +73,11 @@ int ledger_audit_source_is_dir(const ledger_audit_source *s);
 int ledger_audit_source_scan(ledger_audit_source *s, uint64_t from_seq, uint64_t to_seq,
                              ledger_journal_cb cb, void *arg);
 
+/* The same scan over a raw export held in memory, buf[0 .. len) (borrowed): what the file
+ * source does on its mapping. For callers that have the bytes already, and for the fuzzer. */
+int ledger_audit_scan_buffer(const void *buf, size_t len, uint64_t from_seq, uint64_t to_seq,
+                             ledger_journal_cb cb, void *arg);
+
 /* ---------------------------------------------------------------- backups */
 
 /* Hot backup of the LMDB environment in directory env_dir (a ledger, or any LMDB environment
