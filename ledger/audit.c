@@ -398,10 +398,18 @@ typedef struct expiry_entry {
   uint32_t pending;
 } expiry_entry;
 
-/* An open-addressing index: entries are slot + 1, 0 = empty; size a power of two. */
+/* An open-addressing index (linear probing, load ≤ 1/2, size a power of two). Each entry holds
+ * the id itself, so a probe reads one entry and never the item; slot1 = item + 1, 0 = empty. */
+typedef struct ix_entry {
+  uint64_t lo, hi;
+  uint32_t slot1;
+  uint32_t pad;
+} ix_entry;
+
 typedef struct id_index {
-  uint32_t *e;
+  ix_entry *e;
   uint32_t mask;
+  uint32_t count;
 } id_index;
 
 struct ledger_audit {
@@ -449,65 +457,65 @@ static int grow(void **p, uint32_t *cap, size_t item, uint32_t need) {
   return 0;
 }
 
-/* Rebuilds an index for `count` items (ids read through id_of) at twice the load. */
-static int index_rebuild(id_index *ix, uint32_t count, ledger_id (*id_of)(const void *, uint32_t),
-                         const void *items) {
-  uint32_t size = 1024;
-  while (size < count * 2 + 2)
-    size *= 2;
-  uint32_t *e = calloc(size, sizeof *e);
-  if (!e)
-    return LEDGER_E_NOMEM;
-  for (uint32_t i = 0; i < count; i++) {
-    uint32_t h = id_hash(id_of(items, i)) & (size - 1);
-    while (e[h])
-      h = (h + 1) & (size - 1);
-    e[h] = i + 1;
+static void ix_put(ix_entry *e, uint32_t mask, ledger_id id, uint32_t slot1) {
+  uint32_t h = id_hash(id) & mask;
+  while (e[h].slot1)
+    h = (h + 1) & mask;
+  e[h].lo = id.lo;
+  e[h].hi = id.hi;
+  e[h].slot1 = slot1;
+}
+
+/* Adds id → slot, doubling the table first when it would pass half full. */
+static int index_insert(id_index *ix, ledger_id id, uint32_t slot) {
+  if (!ix->e || (uint64_t)(ix->count + 1) * 2 > (uint64_t)ix->mask + 1) {
+    uint64_t size = ix->e ? ((uint64_t)ix->mask + 1) * 2 : 1024;
+    if (size > (1ull << 31))
+      return LEDGER_E_NOMEM;
+    ix_entry *e = calloc(size, sizeof *e);
+    if (!e)
+      return LEDGER_E_NOMEM;
+    if (ix->e)
+      for (uint64_t i = 0; i <= ix->mask; i++)
+        if (ix->e[i].slot1)
+          ix_put(e, (uint32_t)(size - 1), (ledger_id){ix->e[i].lo, ix->e[i].hi}, ix->e[i].slot1);
+    free(ix->e);
+    ix->e = e;
+    ix->mask = (uint32_t)(size - 1);
   }
-  free(ix->e);
-  ix->e = e;
-  ix->mask = size - 1;
+  ix_put(ix->e, ix->mask, id, slot + 1);
+  ix->count++;
   return 0;
 }
 
-static ledger_id acc_id_of(const void *items, uint32_t i) {
-  return ((const scratch_account *)items)[i].a.id;
-}
-
-static ledger_id pend_id_of(const void *items, uint32_t i) {
-  return ((const scratch_pending *)items)[i].id;
-}
-
-/* The slot of account id, or UINT32_MAX. */
-static uint32_t acc_find(const ledger_audit *a, ledger_id id) {
-  uint32_t h = id_hash(id) & a->acc_ix.mask;
-  for (uint32_t e; (e = a->acc_ix.e[h]) != 0; h = (h + 1) & a->acc_ix.mask)
-    if (ledger_id_eq(a->acc[e - 1].a.id, id))
-      return e - 1;
+/* The item of id, or UINT32_MAX. */
+static uint32_t index_find(const id_index *ix, ledger_id id) {
+  if (!ix->e)
+    return UINT32_MAX;
+  for (uint32_t h = id_hash(id) & ix->mask; ix->e[h].slot1; h = (h + 1) & ix->mask)
+    if (ix->e[h].lo == id.lo && ix->e[h].hi == id.hi)
+      return ix->e[h].slot1 - 1;
   return UINT32_MAX;
+}
+
+static void index_prefetch(const id_index *ix, ledger_id id) {
+  if (ix->e)
+    __builtin_prefetch(&ix->e[id_hash(id) & ix->mask]);
+}
+
+static uint32_t acc_find(const ledger_audit *a, ledger_id id) {
+  return index_find(&a->acc_ix, id);
 }
 
 static uint32_t pend_find(const ledger_audit *a, ledger_id id) {
-  uint32_t h = id_hash(id) & a->pend_ix.mask;
-  for (uint32_t e; (e = a->pend_ix.e[h]) != 0; h = (h + 1) & a->pend_ix.mask)
-    if (ledger_id_eq(a->pend[e - 1].id, id))
-      return e - 1;
-  return UINT32_MAX;
-}
-
-static void index_insert(id_index *ix, ledger_id id, uint32_t slot) {
-  uint32_t h = id_hash(id) & ix->mask;
-  while (ix->e[h])
-    h = (h + 1) & ix->mask;
-  ix->e[h] = slot + 1;
+  return index_find(&a->pend_ix, id);
 }
 
 static int acc_add(ledger_audit *a, const ledger_account *src, uint64_t ts, uint64_t seq) {
   if (grow((void **)&a->acc, &a->cap_acc, sizeof *a->acc, a->n_acc + 1) ||
       grow((void **)&a->created, &a->cap_created, sizeof *a->created, a->n_created + 1))
     return LEDGER_E_NOMEM;
-  if ((uint64_t)(a->n_acc + 1) * 2 > a->acc_ix.mask &&
-      index_rebuild(&a->acc_ix, a->n_acc + 1, acc_id_of, a->acc))
+  if (index_insert(&a->acc_ix, src->id, a->n_acc))
     return LEDGER_E_NOMEM;
   scratch_account *s = &a->acc[a->n_acc];
   memset(s, 0, sizeof *s);
@@ -515,7 +523,6 @@ static int acc_add(ledger_audit *a, const ledger_account *src, uint64_t ts, uint
   s->a.timestamp = ts;
   s->number = a->n_acc + 1u;
   s->last_seq = seq;
-  index_insert(&a->acc_ix, s->a.id, a->n_acc);
   a->created[a->n_created++] = a->n_acc;
   a->n_acc++;
   return 0;
@@ -524,11 +531,9 @@ static int acc_add(ledger_audit *a, const ledger_account *src, uint64_t ts, uint
 static int pend_add(ledger_audit *a, const scratch_pending *p) {
   if (grow((void **)&a->pend, &a->cap_pend, sizeof *a->pend, a->n_pend + 1))
     return LEDGER_E_NOMEM;
-  if ((uint64_t)(a->n_pend + 1) * 2 > a->pend_ix.mask &&
-      index_rebuild(&a->pend_ix, a->n_pend + 1, pend_id_of, a->pend))
+  if (index_insert(&a->pend_ix, p->id, a->n_pend))
     return LEDGER_E_NOMEM;
   a->pend[a->n_pend] = *p;
-  index_insert(&a->pend_ix, p->id, a->n_pend);
   a->n_pend++;
   return 0;
 }
@@ -619,6 +624,17 @@ static void id_hex(ledger_id id, char out[33]) {
   snprintf(out, 33, "%016llx%016llx", (unsigned long long)id.hi, (unsigned long long)id.lo);
 }
 
+/* An id in hex as a value, for messages: only formatted on the failure paths. */
+typedef struct hexbuf {
+  char s[33];
+} hexbuf;
+
+static hexbuf hx(ledger_id id) {
+  hexbuf h;
+  id_hex(id, h.s);
+  return h;
+}
+
 /* ================================================================ replay */
 
 static int add_ok(uint64_t x, uint64_t y) {
@@ -628,8 +644,7 @@ static int add_ok(uint64_t x, uint64_t y) {
 
 static int replay_account(ledger_audit *a, uint64_t seq, uint32_t i, const ledger_account *acc,
                           uint64_t ts) {
-  char hex[33];
-  id_hex(acc->id, hex);
+#define hex (hx(acc->id).s)
   if (acc->timestamp || acc->reserved || (acc->flags & ~ACCOUNT_FLAGS_CREATE) ||
       ledger_id_is_zero(acc->id) || (acc->id.lo == UINT64_MAX && acc->id.hi == UINT64_MAX) ||
       acc->debits_pending || acc->debits_posted || acc->credits_pending || acc->credits_posted ||
@@ -642,12 +657,12 @@ static int replay_account(ledger_audit *a, uint64_t seq, uint32_t i, const ledge
   if (acc_find(a, acc->id) != UINT32_MAX)
     return fail(a, LEDGER_AUDIT_REPLAY, seq, "event %u: account %s created twice", i, hex);
   return acc_add(a, acc, ts, seq) ? fail(a, LEDGER_AUDIT_STORAGE, seq, "out of memory") : 0;
+#undef hex
 }
 
 static int replay_post_or_void(ledger_audit *a, uint64_t seq, uint32_t i,
                                const ledger_transfer *t, uint64_t ts) {
-  char hex[33];
-  id_hex(t->id, hex);
+#define hex (hx(t->id).s)
   int post = (t->flags & LEDGER_TRANSFER_POST_PENDING) != 0;
   uint32_t pi = pend_find(a, t->pending_id);
   if (pi == UINT32_MAX)
@@ -684,12 +699,12 @@ static int replay_post_or_void(ledger_audit *a, uint64_t seq, uint32_t i,
   d->last_seq = c->last_seq = seq;
   p->state = post ? LEDGER_PENDING_POSTED : LEDGER_PENDING_VOIDED;
   return 0;
+#undef hex
 }
 
 static int replay_transfer(ledger_audit *a, uint64_t seq, uint32_t i, const ledger_transfer *t,
                            uint64_t ts) {
-  char hex[33];
-  id_hex(t->id, hex);
+#define hex (hx(t->id).s)
   uint16_t f = t->flags;
   int phases = !!(f & LEDGER_TRANSFER_PENDING) + !!(f & LEDGER_TRANSFER_POST_PENDING) +
                !!(f & LEDGER_TRANSFER_VOID_PENDING);
@@ -773,6 +788,7 @@ static int replay_transfer(ledger_audit *a, uint64_t seq, uint32_t i, const ledg
   d->last_ts = c->last_ts = ts;
   d->last_seq = c->last_seq = seq;
   return 0;
+#undef hex
 }
 
 /* The record's expiries: exactly the open pending transfers due at its base time, in order of
@@ -781,11 +797,9 @@ static int replay_expiries(ledger_audit *a, const journal_view *v) {
   for (uint32_t k = 0; k < v->expired_count; k++) {
     ledger_id id = journal_expired_at(v, k);
     const expiry_entry *top = heap_top_open(a);
-    char hex[33];
-    id_hex(id, hex);
     if (!top || top->expires_at > v->timestamp || !ledger_id_eq(a->pend[top->pending].id, id))
       return fail(a, LEDGER_AUDIT_REPLAY, v->seq,
-                  "expiry %u: pending transfer %s is not the next one due", k, hex);
+                  "expiry %u: pending transfer %s is not the next one due", k, hx(id).s);
     scratch_pending *p = &a->pend[top->pending];
     heap_pop(a);
     scratch_account *d = &a->acc[p->debit_slot], *c = &a->acc[p->credit_slot];
@@ -815,6 +829,21 @@ static int replay_record(ledger_audit *a, const journal_view *v) {
   int rc = replay_expiries(a, v);
   uint64_t ts0 = v->timestamp + v->expired_count;
   for (uint32_t i = 0; i < v->event_count && !rc; i++) {
+    if (i + 8 < v->event_count) { /* the index entries event i + 8 will look up */
+      const uint8_t *ahead = v->events + (size_t)(i + 8) * JOURNAL_EVENT_SIZE;
+      ledger_id ids[3];
+      memcpy(ids, ahead + 16, sizeof ids); /* debit, credit (transfers) */
+      memcpy(&ids[2], ahead + 56, sizeof ids[2]); /* pending_id */
+      index_prefetch(&a->acc_ix, ids[0]);
+      index_prefetch(&a->acc_ix, ids[1]);
+      if (!ledger_id_is_zero(ids[2]))
+        index_prefetch(&a->pend_ix, ids[2]);
+      else if (ahead[110] & LEDGER_TRANSFER_PENDING) { /* a new pending: its own id */
+        ledger_id own;
+        memcpy(&own, ahead, sizeof own);
+        index_prefetch(&a->pend_ix, own);
+      }
+    }
     const uint8_t *out = v->outcomes + (size_t)i * JOURNAL_OUTCOME_SIZE;
     if (out[2] != LEDGER_OK || out[3] != 0)
       continue; /* failed, or "exists": no effect */
@@ -851,11 +880,6 @@ int ledger_audit_new(const ledger_audit_options *o, ledger_audit **out) {
   a->expect_seq = 1;
   a->r.replayed = !a->o.chain_only;
   a->r.checkpoints_verified = a->o.pubkey != NULL;
-  if (index_rebuild(&a->acc_ix, 0, acc_id_of, NULL) ||
-      index_rebuild(&a->pend_ix, 0, pend_id_of, NULL)) {
-    ledger_audit_free(a);
-    return LEDGER_E_NOMEM;
-  }
   *out = a;
   return 0;
 }
