@@ -44,8 +44,10 @@ static int parse(int argc, char **argv, audit_opts *o) {
       const char *name;
       uint64_t *out, min, max;
     } nums[] = {
-        {"--events", &o->events, 1, 1000000000},   {"--accounts", &o->accounts, 2, 10000000},
-        {"--batch", &o->batch, 2, LEDGER_BATCH_MAX}, {"--pending-pct", &o->pending_pct, 0, 50},
+        {"--events", &o->events, 1, 1000000000},
+        {"--accounts", &o->accounts, 2, 10000000},
+        {"--batch", &o->batch, 2, LEDGER_BATCH_MAX},
+        {"--pending-pct", &o->pending_pct, 0, 50},
         {"--runs", &o->runs, 1, 100},
     };
     int matched = 0;
@@ -132,8 +134,8 @@ static int build(const char *dir, const audit_opts *o, ledger_audit_key *key) {
       ledger_transfer *t = &ev[n].transfer;
       t->id = ledger_id_make(1, next_id++);
       t->pending_id = pend[k];
-      t->flags = bench_rng_below(&rng, 4) ? LEDGER_TRANSFER_POST_PENDING
-                                          : LEDGER_TRANSFER_VOID_PENDING;
+      t->flags =
+          bench_rng_below(&rng, 4) ? LEDGER_TRANSFER_POST_PENDING : LEDGER_TRANSFER_VOID_PENDING;
     }
     n_pend = 0;
     for (; n < want; n++) {
@@ -164,15 +166,14 @@ static int build(const char *dir, const audit_opts *o, ledger_audit_key *key) {
     memcpy(pend, next_pend, n_next * sizeof *pend);
     n_pend = n_next;
     done += n;
-    if (++batches % 100 == 0 &&
-        ledger_checkpoint(l, ledger_audit_key_fingerprint(key), ledger_audit_key_sign_cb, key,
-                          NULL)) {
+    if (++batches % 100 == 0 && ledger_checkpoint(l, ledger_audit_key_fingerprint(key),
+                                                  ledger_audit_key_sign_cb, key, NULL)) {
       fputs("tuma-bench audit: checkpoint failed\n", stderr);
       rc = -1;
     }
   }
-  if (!rc && ledger_checkpoint(l, ledger_audit_key_fingerprint(key), ledger_audit_key_sign_cb,
-                               key, NULL)) {
+  if (!rc && ledger_checkpoint(l, ledger_audit_key_fingerprint(key), ledger_audit_key_sign_cb, key,
+                               NULL)) {
     fputs("tuma-bench audit: checkpoint failed\n", stderr);
     rc = -1;
   }
@@ -245,8 +246,8 @@ int bench_audit_main(int argc, char **argv) {
            ",\"events_per_sec\":%.0f,\"events_per_sec_min\":%.0f,\"events_per_sec_max\":%.0f,"
            "\"seconds_median\":%.3f,\"build_seconds\":%.1f,\"db_bytes\":%" PRIu64
            ",\"other_cpu_pct\":%.0f}\n",
-           r.events, r.accounts, r.batches, r.checkpoints, o.runs, median, eps[0],
-           eps[o.runs - 1], median > 0 ? (double)r.events / median : 0, build_s, apparent,
+           r.events, r.accounts, r.batches, r.checkpoints, o.runs, median, eps[0], eps[o.runs - 1],
+           median > 0 ? (double)r.events / median : 0, build_s, apparent,
            bench_cpu_other_pct(&c0, &c1));
   } else {
     printf("tuma-bench audit: verify (chain + %" PRIu64 " signed checkpoints + replay + compare)\n"
@@ -255,8 +256,8 @@ int bench_audit_main(int argc, char **argv) {
            "  events/s        %.0f median of %" PRIu64 " (min %.0f, max %.0f)\n"
            "  seconds         %.3f\n"
            "  other CPU       %.0f%% of one core during the runs\n",
-           r.checkpoints, r.events, r.accounts, r.batches, (double)apparent / 1e6, build_s,
-           median, o.runs, eps[0], eps[o.runs - 1], median > 0 ? (double)r.events / median : 0,
+           r.checkpoints, r.events, r.accounts, r.batches, (double)apparent / 1e6, build_s, median,
+           o.runs, eps[0], eps[o.runs - 1], median > 0 ? (double)r.events / median : 0,
            bench_cpu_other_pct(&c0, &c1));
   }
   status = BENCH_EXIT_OK;

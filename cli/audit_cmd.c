@@ -149,8 +149,8 @@ static int read_kept_checkpoint(const char *path, uint8_t **out, size_t *len) {
     uint8_t lb[4];
     if (fread(lb, 1, 4, f) != 4)
       break;
-    uint32_t rl = (uint32_t)lb[0] | (uint32_t)lb[1] << 8 | (uint32_t)lb[2] << 16 |
-                  (uint32_t)lb[3] << 24;
+    uint32_t rl =
+        (uint32_t)lb[0] | (uint32_t)lb[1] << 8 | (uint32_t)lb[2] << 16 | (uint32_t)lb[3] << 24;
     if (rl > 64u << 20)
       break;
     uint8_t *rec = malloc(rl ? rl : 1);
@@ -248,9 +248,8 @@ static int audit_verify(int argc, char **argv) {
            ",\"head_hash\":\"%s\",\"replayed\":%d,\"compared\":%d,\"checkpoints_verified\":%d,"
            "\"unsigned_tail\":%" PRIu64 ",\"problem\":\"%s\",\"bad_seq\":%" PRIu64 "}\n",
            rc ? "false" : "true", r.records, r.batches, r.checkpoints, r.events, r.expiries,
-           r.accounts, secs, eps, r.head_seq, head, r.replayed, r.compared,
-           r.checkpoints_verified, r.unsigned_tail, ledger_audit_problem_name(r.problem),
-           r.bad_seq);
+           r.accounts, secs, eps, r.head_seq, head, r.replayed, r.compared, r.checkpoints_verified,
+           r.unsigned_tail, ledger_audit_problem_name(r.problem), r.bad_seq);
   } else {
     printf("path         %s\n"
            "records      %" PRIu64 " (batches %" PRIu64 ", checkpoints %" PRIu64 ")\n"
@@ -258,8 +257,8 @@ static int audit_verify(int argc, char **argv) {
            "seconds      %.3f\n"
            "events/s     %.0f\n"
            "chain head   seq %" PRIu64 " hash %s\n",
-           path, r.records, r.batches, r.checkpoints, r.events, r.expiries, secs, eps,
-           r.head_seq, head);
+           path, r.records, r.batches, r.checkpoints, r.events, r.expiries, secs, eps, r.head_seq,
+           head);
     if (r.checkpoints_verified)
       printf("checkpoints  %" PRIu64 " verified; last at seq %" PRIu64 "; %" PRIu64
              " records after it\n",
@@ -356,8 +355,7 @@ static int export_cb(uint64_t seq, const void *record, size_t len, void *arg) {
   export_ctx *c = arg;
   (void)seq;
   if (c->format == FMT_RAW) {
-    uint8_t lb[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
-                     (uint8_t)(len >> 24)};
+    uint8_t lb[4] = {(uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16), (uint8_t)(len >> 24)};
     if (fwrite(lb, 1, 4, c->out) != 4 || fwrite(record, 1, len, c->out) != len)
       return c->error = -1;
     c->records++;
@@ -365,8 +363,9 @@ static int export_cb(uint64_t seq, const void *record, size_t len, void *arg) {
   }
   journal_view v;
   if (journal_parse(record, len, &v)) {
-    fprintf(stderr, "tuma audit export: record %" PRIu64 " does not verify; stopping (run "
-                    "'tuma audit verify')\n",
+    fprintf(stderr,
+            "tuma audit export: record %" PRIu64 " does not verify; stopping (run "
+            "'tuma audit verify')\n",
             seq);
     return c->error = -2;
   }
@@ -381,8 +380,8 @@ static int export_cb(uint64_t seq, const void *record, size_t len, void *arg) {
               "\"kind\":\"checkpoint\",\"key_fingerprint\":\"%s\"}\n",
               v.seq, v.timestamp, rh, fp);
     else
-      fprintf(c->out, "%" PRIu64 ",%" PRIu64 ",%s,,checkpoint,,%s,,,,,,,,,,,\n", v.seq,
-              v.timestamp, rh, fp);
+      fprintf(c->out, "%" PRIu64 ",%" PRIu64 ",%s,,checkpoint,,%s,,,,,,,,,,,\n", v.seq, v.timestamp,
+              rh, fp);
   }
   for (uint32_t k = 0; k < v.expired_count; k++) {
     char id[33];
@@ -494,8 +493,8 @@ static int balance_cb(const ledger_account *a, void *arg) {
   id_hex(a->id, id);
   printf(c->csv ? "%s,%u,%u,%u,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 "\n"
                 : "%s %6u %5u %5u %20" PRIu64 " %20" PRIu64 " %20" PRIu64 " %20" PRIu64 "\n",
-         id, a->ledger, a->code, a->flags, a->debits_pending, a->debits_posted,
-         a->credits_pending, a->credits_posted);
+         id, a->ledger, a->code, a->flags, a->debits_pending, a->debits_posted, a->credits_pending,
+         a->credits_posted);
   return 0;
 }
 
@@ -534,8 +533,9 @@ static int audit_balances(int argc, char **argv) {
     if (cli_parse_u64("audit balances", "--at", at, 1, UINT64_MAX, &o.stop_seq))
       return CLI_EXIT_USAGE;
   } else if (parse_time(at, &o.stop_time) || o.stop_time == 0) {
-    fprintf(stderr, "tuma audit balances: --at: '%s' is neither a sequence number nor a UTC "
-                    "time like 2026-11-28T03:00:00Z\n",
+    fprintf(stderr,
+            "tuma audit balances: --at: '%s' is neither a sequence number nor a UTC "
+            "time like 2026-11-28T03:00:00Z\n",
             at);
     return CLI_EXIT_USAGE;
   }
@@ -576,8 +576,8 @@ static int audit_balances(int argc, char **argv) {
   else
     printf("balances after record %" PRIu64 " (%s), %" PRIu64 " accounts\n"
            "%-32s %6s %5s %5s %20s %20s %20s %20s\n",
-           r->head_seq, when, r->accounts, "account", "ledger", "code", "flags",
-           "debits_pending", "debits_posted", "credits_pending", "credits_posted");
+           r->head_seq, when, r->accounts, "account", "ledger", "code", "flags", "debits_pending",
+           "debits_posted", "credits_pending", "credits_posted");
   ledger_audit_accounts(a, balance_cb, &bc);
   status = CLI_EXIT_OK;
 out:
@@ -635,8 +635,8 @@ static int transfer_cb(uint64_t seq, const void *record, size_t len, void *arg) 
            "  amount %" PRIu64 "  ledger %u  code %u  flags %u  timeout %u s\n"
            "  record hash %s\n",
            v.seq, i, when, what, resolves ? " of it" : "",
-           ledger_result_name(journal_result_at(&v, i)), id, dr, cr, t->amount, t->ledger,
-           t->code, t->flags, t->timeout, rh);
+           ledger_result_name(journal_result_at(&v, i)), id, dr, cr, t->amount, t->ledger, t->code,
+           t->flags, t->timeout, rh);
     c->found++;
   }
   return 0;
@@ -784,9 +784,8 @@ int cli_audit_main(int argc, char **argv) {
     const char *name;
     int (*run)(int, char **);
   } cmds[] = {
-      {"verify", audit_verify},         {"export", audit_export},
-      {"balances", audit_balances},     {"transfer", audit_transfer},
-      {"checkpoint", audit_checkpoint}, {"keygen", audit_keygen},
+      {"verify", audit_verify},     {"export", audit_export},         {"balances", audit_balances},
+      {"transfer", audit_transfer}, {"checkpoint", audit_checkpoint}, {"keygen", audit_keygen},
   };
   for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
     if (!strcmp(argv[1], cmds[k].name))

@@ -660,14 +660,14 @@ static int replay_account(ledger_audit *a, uint64_t seq, uint32_t i, const ledge
 #undef hex
 }
 
-static int replay_post_or_void(ledger_audit *a, uint64_t seq, uint32_t i,
-                               const ledger_transfer *t, uint64_t ts) {
+static int replay_post_or_void(ledger_audit *a, uint64_t seq, uint32_t i, const ledger_transfer *t,
+                               uint64_t ts) {
 #define hex (hx(t->id).s)
   int post = (t->flags & LEDGER_TRANSFER_POST_PENDING) != 0;
   uint32_t pi = pend_find(a, t->pending_id);
   if (pi == UINT32_MAX)
-    return fail(a, LEDGER_AUDIT_REPLAY, seq, "event %u: transfer %s resolves an unknown pending",
-                i, hex);
+    return fail(a, LEDGER_AUDIT_REPLAY, seq, "event %u: transfer %s resolves an unknown pending", i,
+                hex);
   scratch_pending *p = &a->pend[pi];
   if (p->state != LEDGER_PENDING_OPEN || (p->expires_at && p->expires_at <= ts))
     return fail(a, LEDGER_AUDIT_REPLAY, seq,
@@ -710,8 +710,8 @@ static int replay_transfer(ledger_audit *a, uint64_t seq, uint32_t i, const ledg
                !!(f & LEDGER_TRANSFER_VOID_PENDING);
   if (t->timestamp || t->reserved || (f & ~TRANSFER_FLAGS_KNOWN) || phases > 1 ||
       ledger_id_is_zero(t->id) || (t->id.lo == UINT64_MAX && t->id.hi == UINT64_MAX))
-    return fail(a, LEDGER_AUDIT_REPLAY, seq, "event %u: transfer %s recorded ok but is invalid",
-                i, hex);
+    return fail(a, LEDGER_AUDIT_REPLAY, seq, "event %u: transfer %s recorded ok but is invalid", i,
+                hex);
   if (f & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING))
     return replay_post_or_void(a, seq, i, t, ts);
   int pending = (f & LEDGER_TRANSFER_PENDING) != 0;
@@ -768,8 +768,8 @@ static int replay_transfer(ledger_audit *a, uint64_t seq, uint32_t i, const ledg
     if (pend_find(a, t->id) != UINT32_MAX)
       return fail(a, LEDGER_AUDIT_REPLAY, seq, "event %u: pending transfer %s created twice", i,
                   hex);
-    scratch_pending p = {t->id, d->a.id,    c->a.id, amount, ts, expires_at, t->ledger,
-                         t->code, f,        di,      ci,     LEDGER_PENDING_OPEN};
+    scratch_pending p = {t->id,     d->a.id, c->a.id, amount, ts, expires_at,
+                         t->ledger, t->code, f,       di,     ci, LEDGER_PENDING_OPEN};
     if (pend_add(a, &p) ||
         (expires_at && heap_push(a, (expiry_entry){expires_at, ts, a->n_pend - 1})))
       return fail(a, LEDGER_AUDIT_STORAGE, seq, "out of memory");
@@ -832,7 +832,7 @@ static int replay_record(ledger_audit *a, const journal_view *v) {
     if (i + 8 < v->event_count) { /* the index entries event i + 8 will look up */
       const uint8_t *ahead = v->events + (size_t)(i + 8) * JOURNAL_EVENT_SIZE;
       ledger_id ids[3];
-      memcpy(ids, ahead + 16, sizeof ids); /* debit, credit (transfers) */
+      memcpy(ids, ahead + 16, sizeof ids);        /* debit, credit (transfers) */
       memcpy(&ids[2], ahead + 56, sizeof ids[2]); /* pending_id */
       index_prefetch(&a->acc_ix, ids[0]);
       index_prefetch(&a->acc_ix, ids[1]);
@@ -953,15 +953,15 @@ int ledger_audit_feed_cb(uint64_t seq, const void *record, size_t len, void *arg
                          (unsigned long long)expect);
   }
   if (v.seq != expect) /* stored under another key: moved */
-    return fail(a, LEDGER_AUDIT_REORDERED, expect, "record %llu carries seq %llu", (unsigned long long)expect,
-                (unsigned long long)v.seq);
+    return fail(a, LEDGER_AUDIT_REORDERED, expect, "record %llu carries seq %llu",
+                (unsigned long long)expect, (unsigned long long)v.seq);
   if (memcmp(v.prev_hash, a->prev_hash, 32))
     return fail(a, LEDGER_AUDIT_BROKEN_LINK, expect,
                 "record %llu: prev_hash is not the hash of record %llu", (unsigned long long)expect,
                 (unsigned long long)(expect - 1));
   if (a->started && v.timestamp <= a->last_ts)
-    return fail(a, LEDGER_AUDIT_REORDERED, expect,
-                "record %llu: timestamp does not increase", (unsigned long long)expect);
+    return fail(a, LEDGER_AUDIT_REORDERED, expect, "record %llu: timestamp does not increase",
+                (unsigned long long)expect);
   if (a->o.stop_time && v.timestamp > a->o.stop_time) {
     a->stopped = 1;
     return 1;
@@ -1108,8 +1108,7 @@ int ledger_audit_finish(ledger_audit *a, ledger_audit_source *src) {
     if (journal_parse(kc, a->o.kept_checkpoint_len, &kv) || kv.kind != JOURNAL_KIND_CHECKPOINT)
       return fail(a, LEDGER_AUDIT_CHECKPOINT_MISSING, 0, "the kept checkpoint is not one");
     if (a->o.pubkey && (memcmp(kv.fingerprint, ledger_audit_key_fingerprint(a->o.pubkey), 32) ||
-                        !key_verify(a->o.pubkey, kc, JOURNAL_CHECKPOINT_SIGNED_SIZE,
-                                    kv.signature)))
+                        !key_verify(a->o.pubkey, kc, JOURNAL_CHECKPOINT_SIGNED_SIZE, kv.signature)))
       return fail(a, LEDGER_AUDIT_BAD_SIGNATURE, kv.seq,
                   "the kept checkpoint %llu does not verify with the key",
                   (unsigned long long)kv.seq);

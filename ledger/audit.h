@@ -94,19 +94,19 @@ int ledger_audit_backup(const char *env_dir, const char *dest_dir, int compact, 
 /* What went wrong first. */
 typedef enum ledger_audit_problem {
   LEDGER_AUDIT_OK = 0,
-  LEDGER_AUDIT_BAD_RECORD,        /* framing: magic, counts and length disagree, truncated */
-  LEDGER_AUDIT_HASH_MISMATCH,     /* the record's hash is not SHA-256 of its bytes */
-  LEDGER_AUDIT_GAP,               /* records missing: seq jumps ahead */
-  LEDGER_AUDIT_REORDERED,         /* seq goes back or repeats, or timestamps do not increase */
-  LEDGER_AUDIT_BROKEN_LINK,       /* prev_hash is not the previous record's hash */
-  LEDGER_AUDIT_REPLAY,            /* a recorded effect could not have happened */
-  LEDGER_AUDIT_BAD_SIGNATURE,     /* a checkpoint's signature or key does not verify */
+  LEDGER_AUDIT_BAD_RECORD,         /* framing: magic, counts and length disagree, truncated */
+  LEDGER_AUDIT_HASH_MISMATCH,      /* the record's hash is not SHA-256 of its bytes */
+  LEDGER_AUDIT_GAP,                /* records missing: seq jumps ahead */
+  LEDGER_AUDIT_REORDERED,          /* seq goes back or repeats, or timestamps do not increase */
+  LEDGER_AUDIT_BROKEN_LINK,        /* prev_hash is not the previous record's hash */
+  LEDGER_AUDIT_REPLAY,             /* a recorded effect could not have happened */
+  LEDGER_AUDIT_BAD_SIGNATURE,      /* a checkpoint's signature or key does not verify */
   LEDGER_AUDIT_CHECKPOINT_MISSING, /* the kept checkpoint is not in the journal */
-  LEDGER_AUDIT_UNSIGNED_TAIL,     /* records after the last checkpoint (when required) */
-  LEDGER_AUDIT_BALANCE_MISMATCH,  /* a stored account differs from the replayed one */
-  LEDGER_AUDIT_ACCOUNT_MISSING,   /* replayed account not stored, or stored not replayed */
-  LEDGER_AUDIT_INVARIANT,         /* Σ debits ≠ Σ credits */
-  LEDGER_AUDIT_STORAGE,           /* the stored rows cannot be read */
+  LEDGER_AUDIT_UNSIGNED_TAIL,      /* records after the last checkpoint (when required) */
+  LEDGER_AUDIT_BALANCE_MISMATCH,   /* a stored account differs from the replayed one */
+  LEDGER_AUDIT_ACCOUNT_MISSING,    /* replayed account not stored, or stored not replayed */
+  LEDGER_AUDIT_INVARIANT,          /* Σ debits ≠ Σ credits */
+  LEDGER_AUDIT_STORAGE,            /* the stored rows cannot be read */
 } ledger_audit_problem;
 
 /* A static name ("hash mismatch"); never NULL. */
@@ -124,19 +124,19 @@ typedef struct ledger_audit_options {
 
 typedef struct ledger_audit_report {
   uint64_t records, batches, checkpoints, events, expiries, accounts, open_pendings;
-  uint64_t first_seq;              /* of the first record fed (1 from genesis) */
-  uint64_t head_seq;               /* the last record checked */
-  uint8_t head_hash[32];           /* its hash */
+  uint64_t first_seq;    /* of the first record fed (1 from genesis) */
+  uint64_t head_seq;     /* the last record checked */
+  uint8_t head_hash[32]; /* its hash */
   uint64_t head_timestamp;
-  uint64_t last_checkpoint_seq;    /* 0 if none */
-  uint64_t unsigned_tail;          /* records after the last checkpoint */
-  int checkpoints_verified;        /* 1 if a public key checked them */
-  int replayed;                    /* 0 for chain-only audits (and exports not from genesis) */
-  int compared;                    /* stored accounts were compared */
+  uint64_t last_checkpoint_seq; /* 0 if none */
+  uint64_t unsigned_tail;       /* records after the last checkpoint */
+  int checkpoints_verified;     /* 1 if a public key checked them */
+  int replayed;                 /* 0 for chain-only audits (and exports not from genesis) */
+  int compared;                 /* stored accounts were compared */
   ledger_audit_problem problem;
-  uint64_t bad_seq;                /* the first bad record (0 if not tied to one) */
-  ledger_id bad_account;           /* for balance problems */
-  char detail[256];                /* one line saying what is wrong */
+  uint64_t bad_seq;      /* the first bad record (0 if not tied to one) */
+  ledger_id bad_account; /* for balance problems */
+  char detail[256];      /* one line saying what is wrong */
 } ledger_audit_report;
 
 typedef struct ledger_audit ledger_audit;

@@ -43,9 +43,9 @@ typedef struct journal_view {
   uint64_t timestamp; /* the batch's base timestamp */
   uint32_t event_count;
   uint32_t expired_count;
-  const uint8_t *expired;  /* expired_count × 16-byte ids */
-  const uint8_t *events;   /* event_count × 128-byte bodies */
-  const uint8_t *outcomes; /* event_count × (kind u16, result u16) */
+  const uint8_t *expired;     /* expired_count × 16-byte ids */
+  const uint8_t *events;      /* event_count × 128-byte bodies */
+  const uint8_t *outcomes;    /* event_count × (kind u16, result u16) */
   const uint8_t *fingerprint; /* checkpoint only: SHA-256 of the raw 32-byte public key */
   const uint8_t *signature;   /* checkpoint only: Ed25519 over bytes 0 .. 88 */
   const uint8_t *hash;

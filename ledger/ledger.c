@@ -244,8 +244,8 @@ int store_read_head(MDB_txn *txn, const ledger *l, journal_head *h) {
   memcpy(h->hash, jv.hash, JOURNAL_HASH_SIZE);
   h->is_checkpoint = jv.kind == JOURNAL_KIND_CHECKPOINT;
   /* A checkpoint uses one timestamp, its own; a batch one per expiry and event. */
-  h->last_timestamp = h->is_checkpoint ? jv.timestamp
-                                       : jv.timestamp + jv.expired_count + jv.event_count - 1;
+  h->last_timestamp =
+      h->is_checkpoint ? jv.timestamp : jv.timestamp + jv.expired_count + jv.event_count - 1;
   return 0;
 }
 

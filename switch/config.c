@@ -97,7 +97,8 @@ typedef struct parse_ctx {
   enum section_kind section;
   char label[200]; /* the current section's name, for messages */
   int section_line;
-  int switch_line, ledger_line, tls_line, audit_line; /* header lines of the fixed sections, 0 = absent */
+  int switch_line, ledger_line, tls_line,
+      audit_line; /* header lines of the fixed sections, 0 = absent */
   int key_line[N_KEYS];
   enum pkey last_pkey;
   size_t cur; /* index of the current participant */

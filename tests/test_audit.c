@@ -32,13 +32,13 @@
 /* ---------------------------------------------------------------- helpers */
 
 typedef struct fixture {
-  char *dir;      /* scratch root */
+  char *dir; /* scratch root */
   char ledger[4200];
   char priv[4200], pub[4200];
   ledger_audit_key *key, *pubkey;
-  uint64_t head;  /* journal head after the build */
-  uint64_t ckp1;  /* the first checkpoint's seq */
-  uint64_t ckp2;  /* the second one's */
+  uint64_t head; /* journal head after the build */
+  uint64_t ckp1; /* the first checkpoint's seq */
+  uint64_t ckp2; /* the second one's */
 } fixture;
 
 static void path_in(char *out, size_t cap, const char *dir, const char *name) {
@@ -123,8 +123,8 @@ static void build(fixture *f) {
   apply(l, b3, 4, res);
   for (int i = 0; i < 4; i++)
     cr_assert_eq(res[i], LEDGER_OK, "b3[%d]: %s", i, ledger_result_name(res[i]));
-  cr_assert_eq(ledger_checkpoint(l, ledger_audit_key_fingerprint(f->key),
-                                 ledger_audit_key_sign_cb, f->key, &f->ckp1),
+  cr_assert_eq(ledger_checkpoint(l, ledger_audit_key_fingerprint(f->key), ledger_audit_key_sign_cb,
+                                 f->key, &f->ckp1),
                0);
   cr_assert_gt(f->ckp1, 0);
   /* 4: void the closing pending; then time passes: 106 and 110 expire in an empty batch. */
@@ -144,7 +144,8 @@ static void build(fixture *f) {
     now += NS;
     ledger_event ev[16];
     for (int i = 0; i < 16; i++)
-      ev[i] = fixture_transfer(id++, 3 + (uint64_t)(i % 2), 4 - (uint64_t)(i % 2) + 2, 1 + (uint64_t)i, 0);
+      ev[i] = fixture_transfer(id++, 3 + (uint64_t)(i % 2), 4 - (uint64_t)(i % 2) + 2,
+                               1 + (uint64_t)i, 0);
     apply(l, ev, 16, res);
     if (b == 2)
       cr_assert_eq(ledger_checkpoint(l, ledger_audit_key_fingerprint(f->key),
@@ -152,8 +153,8 @@ static void build(fixture *f) {
                    0);
   }
   uint64_t seq = 0;
-  cr_assert_eq(ledger_checkpoint(l, ledger_audit_key_fingerprint(f->key),
-                                 ledger_audit_key_sign_cb, f->key, &seq),
+  cr_assert_eq(ledger_checkpoint(l, ledger_audit_key_fingerprint(f->key), ledger_audit_key_sign_cb,
+                                 f->key, &seq),
                0);
   cr_assert_gt(seq, 0);
   fixture_assert_invariants(l);
@@ -281,8 +282,7 @@ Test(audit, intact_ledger_verifies_with_checkpoints, .timeout = 120) {
   cr_assert_eq(r.unsigned_tail, 0);
 
   char err[2048];
-  const char *a[] = {"audit", "verify", f.ledger, "--pubkey", f.pub, "--require-signed-head",
-                     NULL};
+  const char *a[] = {"audit", "verify", f.ledger, "--pubkey", f.pub, "--require-signed-head", NULL};
   cr_assert_eq(run_tuma(&f, a, err, sizeof err), 0, "%s", err);
   /* The tumad data directory layout (DATA_DIR/ledger) is accepted too. */
   const char *b[] = {"audit", "verify", f.dir, NULL};
@@ -392,8 +392,7 @@ Test(audit, truncated_tail_is_found, .timeout = 120) {
     raw_del(&e, s);
   raw_close(&e);
   /* The kept checkpoint names where the journal now ends short. */
-  const char *a[] = {"audit",      "verify", copy, "--pubkey", f.pub, "--checkpoint",
-                     kept,         NULL};
+  const char *a[] = {"audit", "verify", copy, "--pubkey", f.pub, "--checkpoint", kept, NULL};
   cr_assert_eq(run_tuma(&f, a, err, sizeof err), 1);
   char want[64];
   snprintf(want, sizeof want, "record %llu: kept checkpoint missing",
@@ -489,8 +488,7 @@ Test(audit, tail_rewritten_after_a_checkpoint_is_found, .timeout = 120) {
   r = verify(copy2, &o, LEDGER_E_CORRUPT);
   cr_assert_eq(r.problem, LEDGER_AUDIT_UNSIGNED_TAIL);
   cr_assert_eq(r.bad_seq, f.ckp2 + 1, "%s", r.detail); /* the first record after checkpoint 2 */
-  const char *a[] = {"audit",      "verify", copy2, "--pubkey", f.pub, "--checkpoint",
-                     kept,         NULL};
+  const char *a[] = {"audit", "verify", copy2, "--pubkey", f.pub, "--checkpoint", kept, NULL};
   cr_assert_eq(run_tuma(&f, a, err, sizeof err), 1);
   char want[64];
   snprintf(want, sizeof want, "record %llu: kept checkpoint missing",
@@ -543,8 +541,8 @@ Test(audit, raw_export_verifies_alone_and_tampering_is_found, .timeout = 120) {
   /* A middle slice checks its own chain. */
   char part[4300];
   path_in(part, sizeof part, f.dir, "part.raw");
-  const char *p[] = {"audit", "export", f.ledger, "--from", "3", "--to", "5", "--output", part,
-                     NULL};
+  const char *p[] = {"audit", "export", f.ledger,   "--from", "3",
+                     "--to",  "5",      "--output", part,     NULL};
   cr_assert_eq(run_tuma(&f, p, err, sizeof err), 0, "%s", err);
   r = verify(part, NULL, 0);
   cr_assert_eq(r.first_seq, 3);
@@ -664,8 +662,7 @@ Test(audit, balances_at_a_record_and_history_of_a_transfer, .timeout = 120) {
   cr_assert_not_null(strstr(out, "record 3 event 0"), "%s", out);
   cr_assert_not_null(strstr(out, "post of it"), "%s", out);
   /* 106 expired. */
-  const char *t2[] = {"audit", "transfer", f.ledger, "00000000-0000-0000-0000-00000000006a",
-                      NULL};
+  const char *t2[] = {"audit", "transfer", f.ledger, "00000000-0000-0000-0000-00000000006a", NULL};
   cr_assert_eq(run_tuma(&f, t2, err, sizeof err), 0, "%s", err);
   fp = fopen(out_path, "r");
   cr_assert_not_null(fp);
@@ -747,8 +744,8 @@ Test(audit, backup_verifies_and_opens, .timeout = 120) {
 
 /* ---- checkpoints through the writer thread */
 
-static void done_cb(int status, const ledger_event *events, const ledger_result *results,
-                    size_t n, void *arg) {
+static void done_cb(int status, const ledger_event *events, const ledger_result *results, size_t n,
+                    void *arg) {
   (void)events;
   (void)results;
   (void)n;
@@ -830,8 +827,8 @@ Test(audit, replaying_a_journal_with_checkpoints_copies_them, .timeout = 120) {
   cr_assert_eq(memcmp(a, b, 32), 0);
   /* Nothing new to sign: the head is a checkpoint already. */
   uint64_t seq = 1;
-  cr_assert_eq(ledger_checkpoint(rep, ledger_audit_key_fingerprint(f.key),
-                                 ledger_audit_key_sign_cb, f.key, &seq),
+  cr_assert_eq(ledger_checkpoint(rep, ledger_audit_key_fingerprint(f.key), ledger_audit_key_sign_cb,
+                                 f.key, &seq),
                0);
   cr_assert_eq(seq, 0);
   ledger_close(src);

@@ -55,8 +55,8 @@ static pid_t start_load(ctx *c, int n) {
   if (pid == 0) {
     int failed = 0;
     for (int i = 0; i < n; i++) {
-      const char *a[] = {"liquidity", "deposit", "alpha", "1",  "KES",  "--connect", port,
-                         "--ca",      c->h->ca,  "--cert", cert, "--key", key,        NULL};
+      const char *a[] = {"liquidity", "deposit", "alpha",  "1",  "KES",   "--connect", port,
+                         "--ca",      c->h->ca,  "--cert", cert, "--key", key,         NULL};
       failed += sh_run_cli(c->h, a, 10000) != 0;
     }
     _exit(failed ? 1 : 0);
@@ -131,8 +131,8 @@ Test(audit_switch, verify_and_backup_while_the_switch_writes, .timeout = 240) {
   cr_assert(r.compared);
 
   /* The CLI says the same. */
-  const char *v[] = {"audit", "verify", c.h->data_dir, "--pubkey", c.pub,
-                     "--require-signed-head", NULL};
+  const char *v[] = {"audit", "verify", c.h->data_dir, "--pubkey", c.pub, "--require-signed-head",
+                     NULL};
   cr_assert_eq(sh_run_cli(c.h, v, 30000), 0, "tuma audit verify on the stopped switch");
   /* And the switch starts again on its data after being audited. */
   char err[512] = "";
