@@ -529,6 +529,7 @@ static int audit_balances(int argc, char **argv) {
     return CLI_EXIT_USAGE;
   }
   ledger_audit_options o = {0};
+  o.require_genesis = 1;
   if (strspn(at, "0123456789") == strlen(at)) {
     if (cli_parse_u64("audit balances", "--at", at, 1, UINT64_MAX, &o.stop_seq))
       return CLI_EXIT_USAGE;

@@ -391,6 +391,7 @@ typedef struct scratch_pending {
   uint16_t flags;
   uint32_t debit_slot, credit_slot;
   uint8_t state; /* ledger_pending_state */
+  uint64_t resolved_ts;
 } scratch_pending;
 
 typedef struct expiry_entry {
@@ -432,6 +433,11 @@ struct ledger_audit {
 
   expiry_entry *heap;
   uint32_t n_heap, cap_heap;
+
+  /* ledger_audit_attach(): the stored rows compared as they are replayed */
+  ledger_audit_source *src;
+  MDB_cursor *c_transfers, *c_history;
+  int transfers_begun, history_begun;
 };
 
 static uint32_t id_hash(ledger_id id) {
@@ -599,6 +605,7 @@ static const char *const problem_names[] = {
     "account missing",
     "invariant broken",
     "storage error",
+    "transfer mismatch",
 };
 
 const char *ledger_audit_problem_name(ledger_audit_problem p) {
@@ -640,6 +647,53 @@ static hexbuf hx(ledger_id id) {
 static int add_ok(uint64_t x, uint64_t y) {
   uint64_t s;
   return !__builtin_add_overflow(x, y, &s);
+}
+
+/* Next row of a stored table read in key order alongside the replay. */
+static int next_row(MDB_cursor *cur, int *begun, uint64_t *key, MDB_val *v) {
+  MDB_val k;
+  int rc = mdb_cursor_get(cur, &k, v, *begun ? MDB_NEXT : MDB_FIRST);
+  *begun = 1;
+  if (!rc && k.mv_size != sizeof *key)
+    rc = MDB_CORRUPTED;
+  if (!rc)
+    *key = rd_u64(k.mv_data);
+  return rc;
+}
+
+/* With ledger_audit_attach(): the next stored transfer row (and history row, when either
+ * account keeps history) must be exactly the one this transfer makes. The accounts are as
+ * they stand after it; prev_d and prev_c are their newest transfers before it. */
+static int check_stored_transfer(ledger_audit *a, uint64_t seq, uint32_t i,
+                                 const ledger_transfer *stored, const scratch_account *d,
+                                 const scratch_account *c, uint64_t prev_d, uint64_t prev_c) {
+  if (!a->c_transfers)
+    return 0;
+  transfer_row want;
+  want.transfer = *stored;
+  want.prev_debit_ts = prev_d;
+  want.prev_credit_ts = prev_c;
+  uint64_t key = 0;
+  MDB_val v;
+  int rc = next_row(a->c_transfers, &a->transfers_begun, &key, &v);
+  if (rc || key != stored->timestamp || v.mv_size != sizeof want ||
+      memcmp(v.mv_data, &want, sizeof want))
+    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, seq,
+                "event %u: transfer %s (timestamp %llu): the stored transfer row %s", i,
+                hx(stored->id).s, (unsigned long long)stored->timestamp,
+                rc ? "is missing" : "differs from the replay");
+  if (!((d->a.flags | c->a.flags) & LEDGER_ACCOUNT_HISTORY))
+    return 0;
+  history_row h = {{d->a.debits_pending, d->a.debits_posted, d->a.credits_pending,
+                    d->a.credits_posted},
+                   {c->a.debits_pending, c->a.debits_posted, c->a.credits_pending,
+                    c->a.credits_posted}};
+  rc = next_row(a->c_history, &a->history_begun, &key, &v);
+  if (rc || key != stored->timestamp || v.mv_size != sizeof h || memcmp(v.mv_data, &h, sizeof h))
+    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, seq,
+                "event %u: transfer %s: the stored balance history row %s", i, hx(stored->id).s,
+                rc ? "is missing" : "differs from the replay");
+  return 0;
 }
 
 static int replay_account(ledger_audit *a, uint64_t seq, uint32_t i, const ledger_account *acc,
@@ -695,9 +749,19 @@ static int replay_post_or_void(ledger_audit *a, uint64_t seq, uint32_t i, const 
     if (p->flags & LEDGER_TRANSFER_CLOSING_CREDIT)
       c->a.flags &= (uint16_t)~LEDGER_ACCOUNT_CLOSED;
   }
+  ledger_transfer stored = *t;
+  stored.debit_account_id = p->debit;
+  stored.credit_account_id = p->credit;
+  stored.ledger = p->ledger;
+  stored.code = p->code;
+  stored.amount = amount;
+  stored.timestamp = ts;
+  if (check_stored_transfer(a, seq, i, &stored, d, c, d->last_ts, c->last_ts))
+    return LEDGER_E_CORRUPT;
   d->last_ts = c->last_ts = ts;
   d->last_seq = c->last_seq = seq;
   p->state = post ? LEDGER_PENDING_POSTED : LEDGER_PENDING_VOIDED;
+  p->resolved_ts = ts;
   return 0;
 #undef hex
 }
@@ -769,7 +833,7 @@ static int replay_transfer(ledger_audit *a, uint64_t seq, uint32_t i, const ledg
       return fail(a, LEDGER_AUDIT_REPLAY, seq, "event %u: pending transfer %s created twice", i,
                   hex);
     scratch_pending p = {t->id,     d->a.id, c->a.id, amount, ts, expires_at,
-                         t->ledger, t->code, f,       di,     ci, LEDGER_PENDING_OPEN};
+                         t->ledger, t->code, f,       di,     ci, LEDGER_PENDING_OPEN, 0};
     if (pend_add(a, &p) ||
         (expires_at && heap_push(a, (expiry_entry){expires_at, ts, a->n_pend - 1})))
       return fail(a, LEDGER_AUDIT_STORAGE, seq, "out of memory");
@@ -785,6 +849,11 @@ static int replay_transfer(ledger_audit *a, uint64_t seq, uint32_t i, const ledg
     d->a.debits_posted += amount;
     c->a.credits_posted += amount;
   }
+  ledger_transfer stored = *t;
+  stored.amount = amount;
+  stored.timestamp = ts;
+  if (check_stored_transfer(a, seq, i, &stored, d, c, d->last_ts, c->last_ts))
+    return LEDGER_E_CORRUPT;
   d->last_ts = c->last_ts = ts;
   d->last_seq = c->last_seq = seq;
   return 0;
@@ -811,6 +880,7 @@ static int replay_expiries(ledger_audit *a, const journal_view *v) {
       c->a.flags &= (uint16_t)~LEDGER_ACCOUNT_CLOSED;
     d->last_seq = c->last_seq = v->seq;
     p->state = LEDGER_PENDING_EXPIRED;
+    p->resolved_ts = v->timestamp + k;
   }
   if (v->expired_count < LEDGER_BATCH_MAX) {
     const expiry_entry *top = heap_top_open(a);
@@ -884,9 +954,34 @@ int ledger_audit_new(const ledger_audit_options *o, ledger_audit **out) {
   return 0;
 }
 
+int ledger_audit_attach(ledger_audit *a, ledger_audit_source *src) {
+  if (!a || !ledger_audit_source_is_dir(src) || a->c_transfers)
+    return LEDGER_E_INVAL;
+  int rc = mdb_cursor_open(src->txn, src->l->db_transfers, &a->c_transfers);
+  if (!rc)
+    rc = mdb_cursor_open(src->txn, src->l->db_history, &a->c_history);
+  if (rc) {
+    if (a->c_transfers)
+      mdb_cursor_close(a->c_transfers);
+    a->c_transfers = NULL;
+    return store_error(rc);
+  }
+  a->src = src;
+  return 0;
+}
+
+static void detach(ledger_audit *a) {
+  if (a->c_transfers)
+    mdb_cursor_close(a->c_transfers);
+  if (a->c_history)
+    mdb_cursor_close(a->c_history);
+  a->c_transfers = a->c_history = NULL;
+}
+
 void ledger_audit_free(ledger_audit *a) {
   if (!a)
     return;
+  detach(a);
   free(a->acc);
   free(a->acc_ix.e);
   free(a->created);
@@ -925,7 +1020,8 @@ int ledger_audit_feed_cb(uint64_t seq, const void *record, size_t len, void *arg
   /* Sequence first: a missing or moved record is named by where the chain breaks. */
   uint64_t own = len >= 48 ? rd_u64(rec + 40) : 0;
   static const uint8_t zero[32];
-  if (!a->started && !a->o.stop_seq && !a->o.stop_time && own > 1 && (seq == own || seq == 0) &&
+  if (!a->started && !a->o.require_genesis && !a->o.stop_seq && !a->o.stop_time && own > 1 &&
+      (seq == own || seq == 0) &&
       memcmp(rec, zero, 32)) {
     /* An export that does not begin at genesis: check its chain from its first record. */
     a->expect_seq = expect = own;
@@ -1012,6 +1108,70 @@ int ledger_audit_feed_cb(uint64_t seq, const void *record, size_t len, void *arg
 
 /* ================================================================ finishing */
 
+/* With ledger_audit_attach(), after the last record: no stored transfer or history row is left
+ * over, every pending-transfer row has the replayed state, and the expiry index lists exactly
+ * the open pending transfers that have a timeout. */
+static int compare_rest(ledger_audit *a, MDB_txn *txn, ledger *l) {
+  uint64_t key = 0;
+  MDB_val v;
+  int rc = next_row(a->c_transfers, &a->transfers_begun, &key, &v);
+  if (rc != MDB_NOTFOUND)
+    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, 0,
+                "a stored transfer (timestamp %llu) is in no journal record",
+                (unsigned long long)key);
+  rc = next_row(a->c_history, &a->history_begun, &key, &v);
+  if (rc != MDB_NOTFOUND)
+    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, 0,
+                "a stored balance history row (timestamp %llu) is in no journal record",
+                (unsigned long long)key);
+  detach(a);
+  MDB_cursor *cur;
+  rc = mdb_cursor_open(txn, l->db_pending, &cur);
+  if (rc)
+    return fail(a, LEDGER_AUDIT_STORAGE, 0, "pending table: %s", mdb_strerror(rc));
+  int begun = 0, out = 0;
+  uint32_t i = 0;
+  uint64_t with_timeout = 0;
+  for (; !out; i++) {
+    rc = next_row(cur, &begun, &key, &v);
+    if (rc)
+      break;
+    pending_row row;
+    if (i >= a->n_pend || v.mv_size != sizeof row) {
+      out = fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, 0,
+                 "a stored pending transfer (timestamp %llu) is in no journal record",
+                 (unsigned long long)key);
+      break;
+    }
+    memcpy(&row, v.mv_data, sizeof row);
+    const scratch_pending *p = &a->pend[i];
+    if (key != p->ts || row.state != p->state || row.reserved || row.resolved_ts != p->resolved_ts ||
+        row.expires_at != p->expires_at)
+      out = fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, 0,
+                 "pending transfer %s: the stored state differs from the replay (state %u, "
+                 "replayed %u)",
+                 hx(p->id).s, row.state, p->state);
+  }
+  mdb_cursor_close(cur);
+  if (out)
+    return out;
+  if (rc != MDB_NOTFOUND)
+    return fail(a, LEDGER_AUDIT_STORAGE, 0, "pending table: %s", mdb_strerror(rc));
+  if (i != a->n_pend)
+    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, 0, "%u pending transfers stored, %u replayed",
+                i, a->n_pend);
+  for (uint32_t k = 0; k < a->n_pend; k++)
+    with_timeout += a->pend[k].state == LEDGER_PENDING_OPEN && a->pend[k].expires_at;
+  MDB_stat st;
+  rc = mdb_stat(txn, l->db_expiry, &st);
+  if (rc || st.ms_entries != with_timeout)
+    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, 0,
+                "the expiry index holds %llu entries, the replay %llu open pending transfers with "
+                "a timeout",
+                (unsigned long long)(rc ? 0 : st.ms_entries), (unsigned long long)with_timeout);
+  return 0;
+}
+
 /* Compares every stored account (accounts and balances tables) with the replayed ones. */
 static int compare_stored(ledger_audit *a, ledger_audit_source *src) {
   ledger *l = src->l;
@@ -1093,6 +1253,8 @@ static int compare_stored(ledger_audit *a, ledger_audit_source *src) {
                 "%llu accounts and %llu balance rows stored, %u replayed",
                 (unsigned long long)stored, (unsigned long long)bst.ms_entries, a->n_acc);
   }
+  if (a->c_transfers && compare_rest(a, txn, l))
+    return LEDGER_E_CORRUPT;
   a->r.compared = 1;
   return 0;
 }
@@ -1173,7 +1335,16 @@ int ledger_audit_verify(const char *path, const ledger_audit_options *o,
   int rc = ledger_audit_source_open(path, &src, err, errlen);
   if (rc)
     return rc;
-  rc = ledger_audit_new(o, &a);
+  ledger_audit_options opts = {0};
+  if (o)
+    opts = *o;
+  if (ledger_audit_source_is_dir(src))
+    opts.require_genesis = 1; /* a data directory's journal always starts at record 1 */
+  rc = ledger_audit_new(&opts, &a);
+  if (rc)
+    goto out;
+  if (ledger_audit_source_is_dir(src) && !(o && (o->chain_only || o->stop_seq || o->stop_time)))
+    rc = ledger_audit_attach(a, src);
   if (rc)
     goto out;
   rc = ledger_audit_source_scan(src, 1, 0, ledger_audit_feed_cb, a);

@@ -107,6 +107,7 @@ typedef enum ledger_audit_problem {
   LEDGER_AUDIT_ACCOUNT_MISSING,    /* replayed account not stored, or stored not replayed */
   LEDGER_AUDIT_INVARIANT,          /* Σ debits ≠ Σ credits */
   LEDGER_AUDIT_STORAGE,            /* the stored rows cannot be read */
+  LEDGER_AUDIT_TRANSFER_MISMATCH,  /* a stored transfer, pending or history row differs */
 } ledger_audit_problem;
 
 /* A static name ("hash mismatch"); never NULL. */
@@ -118,6 +119,8 @@ typedef struct ledger_audit_options {
   size_t kept_checkpoint_len;
   int require_signed_head; /* fail if records follow the last checkpoint (a stopped switch) */
   int chain_only;          /* check the chain and checkpoints, do not replay */
+  int require_genesis;     /* the first record must be record 1 (else an export may start later;
+                            * ledger_audit_verify sets it for a data directory) */
   uint64_t stop_seq;       /* replay up to this record inclusive (0 = all) */
   uint64_t stop_time;      /* replay the records with timestamp ≤ this, ns (0 = all) */
 } ledger_audit_options;
@@ -145,6 +148,12 @@ typedef struct ledger_audit ledger_audit;
  * points to are borrowed until ledger_audit_free(). */
 int ledger_audit_new(const ledger_audit_options *o, ledger_audit **out);
 void ledger_audit_free(ledger_audit *a);
+
+/* Also compare, as the records are fed, every stored transfer row (and history row) with the
+ * one the replay makes, and at ledger_audit_finish() every pending-transfer row: src must be a
+ * directory source, kept open until ledger_audit_finish(). Call before the first record.
+ * LEDGER_E_INVAL for an export file; 0 otherwise. Cost: one cursor step per transfer. */
+int ledger_audit_attach(ledger_audit *a, ledger_audit_source *src);
 
 /* A ledger_journal_cb feeding one record to the audit (arg = the audit). Returns 0 to go on,
  * LEDGER_E_CORRUPT at the first problem (in the report), 1 once past stop_seq/stop_time. */

@@ -221,7 +221,7 @@ static int run_tuma(const fixture *f, const char *const *args, char *err_text, s
 typedef struct raw_env {
   MDB_env *env;
   MDB_txn *txn;
-  MDB_dbi journal, balances, accounts;
+  MDB_dbi journal, balances, accounts, transfers, pending;
 } raw_env;
 
 static void raw_open(raw_env *e, const char *dir) {
@@ -233,6 +233,8 @@ static void raw_open(raw_env *e, const char *dir) {
   cr_assert_eq(mdb_dbi_open(e->txn, "journal", MDB_INTEGERKEY, &e->journal), 0);
   cr_assert_eq(mdb_dbi_open(e->txn, "balances", MDB_INTEGERKEY, &e->balances), 0);
   cr_assert_eq(mdb_dbi_open(e->txn, "accounts", 0, &e->accounts), 0);
+  cr_assert_eq(mdb_dbi_open(e->txn, "transfers", MDB_INTEGERKEY, &e->transfers), 0);
+  cr_assert_eq(mdb_dbi_open(e->txn, "pending", MDB_INTEGERKEY, &e->pending), 0);
 }
 
 static void raw_close(raw_env *e) {
@@ -353,6 +355,80 @@ Test(audit, deleted_record_is_a_gap, .timeout = 120) {
   teardown(&f);
 }
 
+Test(audit, deleted_first_record_is_a_gap_not_an_export, .timeout = 120) {
+  fixture f = {0};
+  build(&f);
+  char copy[4300];
+  copy_ledger(&f, "del1", copy, sizeof copy);
+  raw_env e;
+  raw_open(&e, copy);
+  raw_del(&e, 1);
+  raw_close(&e);
+  ledger_audit_report r = verify(copy, NULL, LEDGER_E_CORRUPT);
+  cr_assert_eq(r.problem, LEDGER_AUDIT_GAP);
+  cr_assert_eq(r.bad_seq, 1);
+  teardown(&f);
+}
+
+/* The n-th row (from 0) of an integer-keyed table, changed by change(). */
+static void tamper_row(raw_env *e, MDB_dbi dbi, int n, void (*change)(uint8_t *row, size_t len)) {
+  MDB_cursor *cur;
+  cr_assert_eq(mdb_cursor_open(e->txn, dbi, &cur), 0);
+  MDB_val k, v;
+  cr_assert_eq(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
+  for (int i = 0; i < n; i++)
+    cr_assert_eq(mdb_cursor_get(cur, &k, &v, MDB_NEXT), 0);
+  uint8_t row[256];
+  cr_assert_leq(v.mv_size, sizeof row);
+  memcpy(row, v.mv_data, v.mv_size);
+  change(row, v.mv_size);
+  MDB_val nv = {v.mv_size, row};
+  uint64_t key;
+  memcpy(&key, k.mv_data, sizeof key);
+  mdb_cursor_close(cur);
+  MDB_val kk = {sizeof key, &key};
+  cr_assert_eq(mdb_put(e->txn, dbi, &kk, &nv, 0), 0);
+}
+
+static void bump_amount(uint8_t *row, size_t len) {
+  cr_assert_eq(len, 144);
+  row[48] += 1; /* transfer.amount */
+}
+
+static void reopen_pending(uint8_t *row, size_t len) {
+  cr_assert_eq(len, 24);
+  row[0] = LEDGER_PENDING_OPEN; /* state */
+}
+
+Test(audit, stored_transfer_and_pending_rows_must_follow_the_journal, .timeout = 120) {
+  fixture f = {0};
+  build(&f);
+  char copy[4300];
+  copy_ledger(&f, "trow", copy, sizeof copy);
+  raw_env e;
+  raw_open(&e, copy);
+  tamper_row(&e, e.transfers, 3, bump_amount); /* the 4th transfer: record 2 */
+  raw_close(&e);
+  ledger_audit_report r = verify(copy, NULL, LEDGER_E_CORRUPT);
+  cr_assert_eq(r.problem, LEDGER_AUDIT_TRANSFER_MISMATCH, "%s", r.detail);
+  cr_assert_eq(r.bad_seq, 2, "%s", r.detail);
+
+  /* A voided pending transfer made open again (so that it could be posted). */
+  char copy2[4300];
+  copy_ledger(&f, "prow", copy2, sizeof copy2);
+  raw_open(&e, copy2);
+  tamper_row(&e, e.pending, 0, reopen_pending); /* 106: expired */
+  raw_close(&e);
+  r = verify(copy2, NULL, LEDGER_E_CORRUPT);
+  cr_assert_eq(r.problem, LEDGER_AUDIT_TRANSFER_MISMATCH, "%s", r.detail);
+  cr_assert_not_null(strstr(r.detail, "0000000000000000000000000000006a"), "%s", r.detail);
+  char err[2048];
+  const char *a[] = {"audit", "verify", copy2, NULL};
+  cr_assert_eq(run_tuma(&f, a, err, sizeof err), 1);
+  cr_assert_not_null(strstr(err, "transfer mismatch"), "%s", err);
+  teardown(&f);
+}
+
 Test(audit, swapped_records_are_reordered, .timeout = 120) {
   fixture f = {0};
   build(&f);
@@ -470,9 +546,15 @@ Test(audit, tail_rewritten_after_a_checkpoint_is_found, .timeout = 120) {
   uint64_t from = f.head - 2; /* a batch after the second checkpoint */
   rewrite_tail(&e, from, f.head);
   raw_close(&e);
+  /* In a data directory the stored transfer rows betray the rewrite at once. */
+  ledger_audit_report r = verify(copy, NULL, LEDGER_E_CORRUPT);
+  cr_assert_eq(r.problem, LEDGER_AUDIT_TRANSFER_MISMATCH, "%s", r.detail);
+  cr_assert_eq(r.bad_seq, from);
+  /* The journal alone (as in an export): the checkpoint after it no longer verifies. */
   ledger_audit_options o = {0};
   o.pubkey = f.pubkey;
-  ledger_audit_report r = verify(copy, &o, LEDGER_E_CORRUPT);
+  o.chain_only = 1;
+  r = verify(copy, &o, LEDGER_E_CORRUPT);
   cr_assert_eq(r.problem, LEDGER_AUDIT_BAD_SIGNATURE);
   cr_assert_eq(r.bad_seq, f.head);
 
@@ -488,11 +570,18 @@ Test(audit, tail_rewritten_after_a_checkpoint_is_found, .timeout = 120) {
   r = verify(copy2, &o, LEDGER_E_CORRUPT);
   cr_assert_eq(r.problem, LEDGER_AUDIT_UNSIGNED_TAIL);
   cr_assert_eq(r.bad_seq, f.ckp2 + 1, "%s", r.detail); /* the first record after checkpoint 2 */
-  const char *a[] = {"audit", "verify", copy2, "--pubkey", f.pub, "--checkpoint", kept, NULL};
+  /* The journal alone against the kept (final) checkpoint; with the stored rows, the
+   * rewritten record itself is named first. */
+  const char *a[] = {"audit",        "verify", copy2,          "--pubkey", f.pub,
+                     "--checkpoint", kept,     "--chain-only", NULL};
   cr_assert_eq(run_tuma(&f, a, err, sizeof err), 1);
   char want[64];
   snprintf(want, sizeof want, "record %llu: kept checkpoint missing",
            (unsigned long long)(f.head - 1));
+  cr_assert_not_null(strstr(err, want), "%s", err);
+  const char *a2[] = {"audit", "verify", copy2, "--pubkey", f.pub, "--checkpoint", kept, NULL};
+  cr_assert_eq(run_tuma(&f, a2, err, sizeof err), 1);
+  snprintf(want, sizeof want, "record %llu: transfer mismatch", (unsigned long long)from);
   cr_assert_not_null(strstr(err, want), "%s", err);
   teardown(&f);
 }
