@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -684,10 +685,9 @@ static int check_stored_transfer(ledger_audit *a, uint64_t seq, uint32_t i,
                 rc ? "is missing" : "differs from the replay");
   if (!((d->a.flags | c->a.flags) & LEDGER_ACCOUNT_HISTORY))
     return 0;
-  history_row h = {{d->a.debits_pending, d->a.debits_posted, d->a.credits_pending,
-                    d->a.credits_posted},
-                   {c->a.debits_pending, c->a.debits_posted, c->a.credits_pending,
-                    c->a.credits_posted}};
+  history_row h = {
+      {d->a.debits_pending, d->a.debits_posted, d->a.credits_pending, d->a.credits_posted},
+      {c->a.debits_pending, c->a.debits_posted, c->a.credits_pending, c->a.credits_posted}};
   rc = next_row(a->c_history, &a->history_begun, &key, &v);
   if (rc || key != stored->timestamp || v.mv_size != sizeof h || memcmp(v.mv_data, &h, sizeof h))
     return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, seq,
@@ -833,7 +833,8 @@ static int replay_transfer(ledger_audit *a, uint64_t seq, uint32_t i, const ledg
       return fail(a, LEDGER_AUDIT_REPLAY, seq, "event %u: pending transfer %s created twice", i,
                   hex);
     scratch_pending p = {t->id,     d->a.id, c->a.id, amount, ts, expires_at,
-                         t->ledger, t->code, f,       di,     ci, LEDGER_PENDING_OPEN, 0};
+                         t->ledger, t->code, f,       di,     ci, LEDGER_PENDING_OPEN,
+                         0};
     if (pend_add(a, &p) ||
         (expires_at && heap_push(a, (expiry_entry){expires_at, ts, a->n_pend - 1})))
       return fail(a, LEDGER_AUDIT_STORAGE, seq, "out of memory");
@@ -1009,8 +1010,10 @@ static int check_checkpoint(ledger_audit *a, const journal_view *v, const uint8_
   return 0;
 }
 
-int ledger_audit_feed_cb(uint64_t seq, const void *record, size_t len, void *arg) {
-  ledger_audit *a = arg;
+/* One record; body_hash is the SHA-256 of its bytes before the hash when already computed
+ * (the pipeline's hashing thread), else NULL. */
+static int feed_record(ledger_audit *a, uint64_t seq, const void *record, size_t len,
+                       const uint8_t *body_hash) {
   if (a->stopped)
     return 1;
   if (a->r.problem)
@@ -1021,8 +1024,7 @@ int ledger_audit_feed_cb(uint64_t seq, const void *record, size_t len, void *arg
   uint64_t own = len >= 48 ? rd_u64(rec + 40) : 0;
   static const uint8_t zero[32];
   if (!a->started && !a->o.require_genesis && !a->o.stop_seq && !a->o.stop_time && own > 1 &&
-      (seq == own || seq == 0) &&
-      memcmp(rec, zero, 32)) {
+      (seq == own || seq == 0) && memcmp(rec, zero, 32)) {
     /* An export that does not begin at genesis: check its chain from its first record. */
     a->expect_seq = expect = own;
     memcpy(a->prev_hash, rec, 32);
@@ -1037,7 +1039,8 @@ int ledger_audit_feed_cb(uint64_t seq, const void *record, size_t len, void *arg
   if (len < JOURNAL_HEADER_SIZE + JOURNAL_HASH_SIZE)
     return fail(a, LEDGER_AUDIT_BAD_RECORD, expect, "record %llu truncated (%zu bytes)",
                 (unsigned long long)expect, len);
-  if (journal_parse(record, len, &v)) {
+  if (body_hash ? journal_parse_hashed(record, len, body_hash, &v)
+                : journal_parse(record, len, &v)) {
     int framed = (!memcmp(rec + 32, JOURNAL_MAGIC, 8) &&
                   len == journal_record_size(rd_u32(rec + 56), rd_u32(rec + 60)) &&
                   rd_u32(rec + 56) <= LEDGER_BATCH_MAX && rd_u32(rec + 60) <= LEDGER_BATCH_MAX) ||
@@ -1106,6 +1109,161 @@ int ledger_audit_feed_cb(uint64_t seq, const void *record, size_t len, void *arg
   return 0;
 }
 
+int ledger_audit_feed_cb(uint64_t seq, const void *record, size_t len, void *arg) {
+  return feed_record(arg, seq, record, len, NULL);
+}
+
+/* ================================================================ the hashing pipeline */
+
+/* ledger_audit_verify() runs on two threads: the scan collects windows of records (pointers
+ * into the snapshot's map, valid until the source closes) and a second thread hashes one
+ * window while this one checks and replays the window before it, with its hashes ready. The
+ * records are still checked one by one in order, so the first bad one is the one reported. */
+
+#define WINDOW_RECORDS 64
+#define WINDOW_BYTES (8u << 20)
+
+typedef struct window {
+  uint64_t seq[WINDOW_RECORDS];
+  const uint8_t *rec[WINDOW_RECORDS];
+  size_t len[WINDOW_RECORDS];
+  uint8_t hash[WINDOW_RECORDS][32];
+  uint32_t n;
+  size_t bytes;
+} window;
+
+typedef struct pipeline {
+  ledger_audit *a;
+  window w[2];
+  int fill;    /* the window being filled */
+  int pending; /* the window handed to the hasher (or being processed), -1 none */
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int job;  /* window index the hasher must hash, -1 none */
+  int busy; /* the hasher holds a window */
+  int quit;
+} pipeline;
+
+static void hash_window(window *w) {
+  for (uint32_t i = 0; i < w->n; i++)
+    if (w->len[i] >= JOURNAL_HASH_SIZE)
+      SHA256(w->rec[i], w->len[i] - JOURNAL_HASH_SIZE, w->hash[i]);
+}
+
+static void *hasher_main(void *arg) {
+  pipeline *p = arg;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (p->job < 0 && !p->quit)
+      pthread_cond_wait(&p->cv, &p->mu);
+    if (p->job < 0)
+      break;
+    window *w = &p->w[p->job];
+    p->job = -1;
+    pthread_mutex_unlock(&p->mu);
+    hash_window(w);
+    pthread_mutex_lock(&p->mu);
+    p->busy = 0;
+    pthread_cond_broadcast(&p->cv);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+static void hasher_wait(pipeline *p) {
+  pthread_mutex_lock(&p->mu);
+  while (p->busy)
+    pthread_cond_wait(&p->cv, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+}
+
+static void hasher_start(pipeline *p, int idx) {
+  pthread_mutex_lock(&p->mu);
+  p->job = idx;
+  p->busy = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Feeds every record of a hashed window. */
+static int process_window(pipeline *p, window *w) {
+  for (uint32_t i = 0; i < w->n; i++) {
+    int rc = feed_record(p->a, w->seq[i], w->rec[i], w->len[i],
+                         w->len[i] >= JOURNAL_HASH_SIZE ? w->hash[i] : NULL);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* The window being filled is complete: hash it on the other thread, and meanwhile process the
+ * one hashed before. */
+static int pipeline_step(pipeline *p) {
+  hasher_wait(p);
+  int prev = p->pending;
+  p->pending = p->fill;
+  hasher_start(p, p->fill);
+  int rc = 0;
+  if (prev >= 0) {
+    rc = process_window(p, &p->w[prev]);
+    p->w[prev].n = 0;
+    p->w[prev].bytes = 0;
+    p->fill = prev;
+  } else {
+    p->fill = 1 - p->fill;
+  }
+  return rc;
+}
+
+static int collect_cb(uint64_t seq, const void *record, size_t len, void *arg) {
+  pipeline *p = arg;
+  window *w = &p->w[p->fill];
+  w->seq[w->n] = seq;
+  w->rec[w->n] = record;
+  w->len[w->n] = len;
+  w->n++;
+  w->bytes += len;
+  if (w->n == WINDOW_RECORDS || w->bytes >= WINDOW_BYTES)
+    return pipeline_step(p);
+  return 0;
+}
+
+/* Scans src into a on two threads (on one if the thread cannot start). Returns what the
+ * scan or the feed returned: 0, 1 (stopped at stop_seq/stop_time) or an error. */
+static int run_pipeline(ledger_audit *a, ledger_audit_source *src) {
+  pipeline *p = calloc(1, sizeof *p);
+  if (!p)
+    return ledger_audit_source_scan(src, 1, 0, ledger_audit_feed_cb, a);
+  p->a = a;
+  p->pending = p->job = -1;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->cv, NULL);
+  int rc;
+  if (pthread_create(&p->thread, NULL, hasher_main, p)) {
+    rc = ledger_audit_source_scan(src, 1, 0, ledger_audit_feed_cb, a);
+    goto out;
+  }
+  rc = ledger_audit_source_scan(src, 1, 0, collect_cb, p);
+  hasher_wait(p);
+  if (!rc && p->pending >= 0)
+    rc = process_window(p, &p->w[p->pending]);
+  if (!rc && p->w[p->fill].n && p->fill != p->pending) {
+    hash_window(&p->w[p->fill]);
+    rc = process_window(p, &p->w[p->fill]);
+  }
+  pthread_mutex_lock(&p->mu);
+  p->quit = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  pthread_join(p->thread, NULL);
+out:
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->cv);
+  free(p);
+  return rc;
+}
+
 /* ================================================================ finishing */
 
 /* With ledger_audit_attach(), after the last record: no stored transfer or history row is left
@@ -1145,8 +1303,8 @@ static int compare_rest(ledger_audit *a, MDB_txn *txn, ledger *l) {
     }
     memcpy(&row, v.mv_data, sizeof row);
     const scratch_pending *p = &a->pend[i];
-    if (key != p->ts || row.state != p->state || row.reserved || row.resolved_ts != p->resolved_ts ||
-        row.expires_at != p->expires_at)
+    if (key != p->ts || row.state != p->state || row.reserved ||
+        row.resolved_ts != p->resolved_ts || row.expires_at != p->expires_at)
       out = fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, 0,
                  "pending transfer %s: the stored state differs from the replay (state %u, "
                  "replayed %u)",
@@ -1158,8 +1316,8 @@ static int compare_rest(ledger_audit *a, MDB_txn *txn, ledger *l) {
   if (rc != MDB_NOTFOUND)
     return fail(a, LEDGER_AUDIT_STORAGE, 0, "pending table: %s", mdb_strerror(rc));
   if (i != a->n_pend)
-    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, 0, "%u pending transfers stored, %u replayed",
-                i, a->n_pend);
+    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, 0, "%u pending transfers stored, %u replayed", i,
+                a->n_pend);
   for (uint32_t k = 0; k < a->n_pend; k++)
     with_timeout += a->pend[k].state == LEDGER_PENDING_OPEN && a->pend[k].expires_at;
   MDB_stat st;
@@ -1347,7 +1505,7 @@ int ledger_audit_verify(const char *path, const ledger_audit_options *o,
     rc = ledger_audit_attach(a, src);
   if (rc)
     goto out;
-  rc = ledger_audit_source_scan(src, 1, 0, ledger_audit_feed_cb, a);
+  rc = run_pipeline(a, src);
   if (rc == 1)
     rc = 0;
   if (!rc || rc == LEDGER_E_CORRUPT)

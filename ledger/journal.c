@@ -110,13 +110,11 @@ static int parse_checkpoint(const uint8_t *b, size_t len, journal_view *v) {
   v->signature = b + JOURNAL_CHECKPOINT_SIGNED_SIZE;
   v->hash = b + len - JOURNAL_HASH_SIZE;
   v->size = len;
-  uint8_t hash[JOURNAL_HASH_SIZE];
-  SHA256(b, len - JOURNAL_HASH_SIZE, hash);
-  return memcmp(hash, v->hash, JOURNAL_HASH_SIZE) ? LEDGER_E_CORRUPT : 0;
+  return 0;
 }
 
-int journal_parse(const void *record, size_t len, journal_view *v) {
-  const uint8_t *b = record;
+/* Framing only: fills *v, no hash. */
+static int parse_frame(const uint8_t *b, size_t len, journal_view *v) {
   if (len < JOURNAL_HEADER_SIZE + JOURNAL_HASH_SIZE)
     return LEDGER_E_CORRUPT;
   if (!memcmp(b + OFF_MAGIC, JOURNAL_CHECKPOINT_MAGIC, 8))
@@ -138,11 +136,22 @@ int journal_parse(const void *record, size_t len, journal_view *v) {
   v->outcomes = v->events + (size_t)v->event_count * JOURNAL_EVENT_SIZE;
   v->hash = b + len - JOURNAL_HASH_SIZE;
   v->size = len;
-  uint8_t hash[JOURNAL_HASH_SIZE];
-  SHA256(b, len - JOURNAL_HASH_SIZE, hash);
-  if (memcmp(hash, v->hash, JOURNAL_HASH_SIZE))
-    return LEDGER_E_CORRUPT;
   return 0;
+}
+
+int journal_parse_hashed(const void *record, size_t len, const uint8_t body_hash[JOURNAL_HASH_SIZE],
+                         journal_view *v) {
+  if (parse_frame(record, len, v))
+    return LEDGER_E_CORRUPT;
+  return memcmp(body_hash, v->hash, JOURNAL_HASH_SIZE) ? LEDGER_E_CORRUPT : 0;
+}
+
+int journal_parse(const void *record, size_t len, journal_view *v) {
+  if (parse_frame(record, len, v))
+    return LEDGER_E_CORRUPT;
+  uint8_t hash[JOURNAL_HASH_SIZE];
+  SHA256(record, len - JOURNAL_HASH_SIZE, hash);
+  return memcmp(hash, v->hash, JOURNAL_HASH_SIZE) ? LEDGER_E_CORRUPT : 0;
 }
 
 ledger_event journal_event_at(const journal_view *v, uint32_t i) {

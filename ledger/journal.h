@@ -76,6 +76,11 @@ void journal_seal(uint8_t *out, size_t len);
  * previous record, nor a checkpoint's signature (ledger/audit.h does). */
 int journal_parse(const void *record, size_t len, journal_view *v);
 
+/* The same with the SHA-256 of the record's bytes before its hash already computed (by
+ * another thread): no hashing here. */
+int journal_parse_hashed(const void *record, size_t len, const uint8_t body_hash[JOURNAL_HASH_SIZE],
+                         journal_view *v);
+
 /* Accessors for the parsed arrays (i < the matching count). */
 ledger_event journal_event_at(const journal_view *v, uint32_t i);
 ledger_result journal_result_at(const journal_view *v, uint32_t i);
