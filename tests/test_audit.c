@@ -429,6 +429,44 @@ Test(audit, stored_transfer_and_pending_rows_must_follow_the_journal, .timeout =
   teardown(&f);
 }
 
+/* Many small records: the verify's hashing thread works through several windows of records. */
+Test(audit, long_journals_name_the_first_bad_record, .timeout = 120) {
+  fixture f = {0};
+  f.dir = fixture_tmpdir();
+  path_in(f.ledger, sizeof f.ledger, f.dir, "ledger");
+  uint64_t now = T0;
+  ledger *l = fixture_open(f.ledger, &now);
+  ledger_event acc[2] = {fixture_account(1, 0), fixture_account(2, 0)};
+  ledger_result res[2];
+  apply(l, acc, 2, res);
+  for (uint64_t k = 0; k < 300; k++) {
+    now += NS;
+    ledger_event t = fixture_transfer(1000 + k, 1 + k % 2, 2 - k % 2, 1 + k, 0);
+    apply(l, &t, 1, res);
+    cr_assert_eq(res[0], LEDGER_OK);
+  }
+  ledger_close(l);
+  ledger_audit_report r = verify(f.ledger, NULL, 0);
+  cr_assert_eq(r.records, 301);
+  cr_assert(r.compared);
+
+  char copy[4300];
+  copy_ledger(&f, "long", copy, sizeof copy);
+  raw_env e;
+  raw_open(&e, copy);
+  size_t len;
+  uint8_t *rec = raw_get(&e, 200, &len);
+  rec[JOURNAL_HEADER_SIZE + 50] ^= 0x80;
+  raw_put(&e, 200, rec, len);
+  free(rec);
+  raw_del(&e, 250);
+  raw_close(&e);
+  r = verify(copy, NULL, LEDGER_E_CORRUPT);
+  cr_assert_eq(r.problem, LEDGER_AUDIT_HASH_MISMATCH);
+  cr_assert_eq(r.bad_seq, 200);
+  teardown(&f);
+}
+
 Test(audit, swapped_records_are_reordered, .timeout = 120) {
   fixture f = {0};
   build(&f);
