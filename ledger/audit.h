@@ -10,12 +10,15 @@
  *     every record into a scratch ledger in memory (accounts in a hash table, pending transfers
  *     by id, an expiry heap), applying the effects of the successful events and checking that
  *     each of them could have happened (accounts exist, limits, pending state, expiries due and
- *     in order). ledger_audit_finish() then compares every stored account with the scratch one
- *     byte for byte and checks Σ debits = Σ credits.
+ *     in order). Attached to a data directory (ledger_audit_attach), it also compares every
+ *     stored transfer row and balance-history row with the one the replay makes, as it goes;
+ *     ledger_audit_finish() then compares every stored account and pending-transfer row with
+ *     the scratch ones byte for byte and checks Σ debits = Σ credits.
  *
  * The replay does not re-derive the results of failed events (they change no state); a forged
  * failure code is caught by the hash chain and the checkpoints, not by the replay.
- * Threads: an audit and a source belong to one thread at a time.
+ * Threads: an audit and a source belong to one thread at a time; ledger_audit_verify() itself
+ * hashes on a second thread.
  */
 #ifndef TUMA_LEDGER_AUDIT_H
 #define TUMA_LEDGER_AUDIT_H
