@@ -268,7 +268,8 @@ static int audit_verify(int argc, char **argv) {
     if (!rc)
       printf("replay       %s\n",
              !r.replayed  ? "skipped (chain only, or an export that does not start at genesis)"
-             : r.compared ? "every stored account matches byte for byte; debits = credits"
+             : r.compared ? "every stored account, transfer and pending transfer matches byte "
+                            "for byte; debits = credits"
                           : "debits = credits (no stored accounts to compare: an export)");
     if (!rc && r.replayed)
       printf("accounts     %" PRIu64 " (open pending transfers %" PRIu64 ")\n", r.accounts,
