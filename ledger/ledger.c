@@ -333,8 +333,13 @@ static int open_databases(ledger *l) {
     if (version != STORE_FORMAT_VERSION)
       rc = MDB_VERSION_MISMATCH;
   }
-  if (!rc)
+  if (!rc) {
     rc = load_writer_state(l, txn);
+    /* Read-only (an auditor): the writer state is never used, and a journal whose last record
+     * does not verify must still open, so that the audit can say which record it is. */
+    if (rc == MDB_CORRUPTED && l->read_only)
+      rc = 0;
+  }
   if (rc) {
     mdb_txn_abort(txn);
     return rc;

@@ -336,6 +336,25 @@ Test(audit, flipped_byte_is_a_hash_mismatch_at_its_record, .timeout = 120) {
   teardown(&f);
 }
 
+Test(audit, damaged_last_record_is_named, .timeout = 120) {
+  fixture f = {0};
+  build(&f);
+  char copy[4300];
+  copy_ledger(&f, "last", copy, sizeof copy);
+  raw_env e;
+  raw_open(&e, copy);
+  size_t len;
+  uint8_t *rec = raw_get(&e, f.head, &len);
+  rec[100] ^= 0x04; /* inside the final checkpoint's signature */
+  raw_put(&e, f.head, rec, len);
+  free(rec);
+  raw_close(&e);
+  ledger_audit_report r = verify(copy, NULL, LEDGER_E_CORRUPT);
+  cr_assert_eq(r.problem, LEDGER_AUDIT_HASH_MISMATCH);
+  cr_assert_eq(r.bad_seq, f.head);
+  teardown(&f);
+}
+
 Test(audit, deleted_record_is_a_gap, .timeout = 120) {
   fixture f = {0};
   build(&f);
