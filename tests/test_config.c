@@ -245,8 +245,8 @@ Test(config, audit_checkpoint_keys) {
   cr_assert_null(cfg.checkpoint_key, "no checkpoints unless a key is configured");
   cr_assert_eq(cfg.checkpoint_every, 1000);
   sw_config_free(&cfg);
-  cr_assert_eq(load(TLS "[audit]\ncheckpoint_key = audit/ckp.key\ncheckpoint_every = 5\n"), 0,
-               "%s", err);
+  cr_assert_eq(load(TLS "[audit]\ncheckpoint_key = audit/ckp.key\ncheckpoint_every = 5\n"), 0, "%s",
+               err);
   char want[4300];
   snprintf(want, sizeof want, "%s/audit/ckp.key", scratch);
   cr_assert_str_eq(cfg.checkpoint_key, want, "relative to the file's directory");
