@@ -400,6 +400,27 @@ typedef struct expiry_entry {
   uint32_t pending;
 } expiry_entry;
 
+/* A stored row the replay expects, compared on the helper thread (see run_pipeline). */
+typedef struct expect_row {
+  uint64_t seq;
+  uint32_t event;
+  uint32_t has_history;
+  transfer_row row;
+  history_row hist;
+} expect_row;
+
+typedef struct expect_buf {
+  expect_row *r;
+  uint32_t n, cap;
+} expect_buf;
+
+/* The helper thread's first mismatch, merged into the report by record order at the end. */
+typedef struct late_problem {
+  int set;
+  uint64_t seq;
+  char detail[256];
+} late_problem;
+
 /* An open-addressing index (linear probing, load ≤ 1/2, size a power of two). Each entry holds
  * the id itself, so a probe reads one entry and never the item; slot1 = item + 1, 0 = empty. */
 typedef struct ix_entry {
@@ -439,12 +460,38 @@ struct ledger_audit {
   ledger_audit_source *src;
   MDB_cursor *c_transfers, *c_history;
   int transfers_begun, history_begun;
+  /* Offloaded comparison: a second read transaction on the same snapshot owns the cursors;
+   * the replay appends what it expects to *expect, the helper thread compares. */
+  MDB_txn *txn2;
+  expect_buf *expect;
+  late_problem late;
 };
 
 static uint32_t id_hash(ledger_id id) {
   uint64_t h = id.lo * 0x9e3779b97f4a7c15ull ^ id.hi * 0xc2b2ae3d27d4eb4full;
   h ^= h >> 29;
   return (uint32_t)(h ^ (h >> 32));
+}
+
+/* The scratch arrays and indexes come from mmap (zeroed), with transparent huge pages asked
+ * for once they are large: the replay reads them at random, and 2 MB pages spare it most of
+ * the TLB misses of 4 KB ones. */
+#define HUGE_FROM (2u << 20)
+
+static void *big_alloc(size_t size) {
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+#ifdef MADV_HUGEPAGE
+  if (size >= HUGE_FROM)
+    madvise(p, size, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
+static void big_free(void *p, size_t size) {
+  if (p)
+    munmap(p, size);
 }
 
 static int grow(void **p, uint32_t *cap, size_t item, uint32_t need) {
@@ -456,9 +503,20 @@ static int grow(void **p, uint32_t *cap, size_t item, uint32_t need) {
       return LEDGER_E_NOMEM;
     ncap *= 2;
   }
-  void *n = realloc(*p, (size_t)ncap * item);
-  if (!n)
-    return LEDGER_E_NOMEM;
+  void *n;
+  if (*p) {
+    n = mremap(*p, (size_t)*cap * item, (size_t)ncap * item, MREMAP_MAYMOVE);
+    if (n == MAP_FAILED)
+      return LEDGER_E_NOMEM;
+#ifdef MADV_HUGEPAGE
+    if ((size_t)ncap * item >= HUGE_FROM)
+      madvise(n, (size_t)ncap * item, MADV_HUGEPAGE);
+#endif
+  } else {
+    n = big_alloc((size_t)ncap * item);
+    if (!n)
+      return LEDGER_E_NOMEM;
+  }
   *p = n;
   *cap = ncap;
   return 0;
@@ -479,14 +537,15 @@ static int index_insert(id_index *ix, ledger_id id, uint32_t slot) {
     uint64_t size = ix->e ? ((uint64_t)ix->mask + 1) * 2 : 1024;
     if (size > (1ull << 31))
       return LEDGER_E_NOMEM;
-    ix_entry *e = calloc(size, sizeof *e);
+    ix_entry *e = big_alloc(size * sizeof *e);
     if (!e)
       return LEDGER_E_NOMEM;
     if (ix->e)
       for (uint64_t i = 0; i <= ix->mask; i++)
         if (ix->e[i].slot1)
           ix_put(e, (uint32_t)(size - 1), (ledger_id){ix->e[i].lo, ix->e[i].hi}, ix->e[i].slot1);
-    free(ix->e);
+    if (ix->e)
+      big_free(ix->e, ((size_t)ix->mask + 1) * sizeof *ix->e);
     ix->e = e;
     ix->mask = (uint32_t)(size - 1);
   }
@@ -508,6 +567,15 @@ static uint32_t index_find(const id_index *ix, ledger_id id) {
 static void index_prefetch(const id_index *ix, ledger_id id) {
   if (ix->e)
     __builtin_prefetch(&ix->e[id_hash(id) & ix->mask]);
+}
+
+/* The item an id's home entry names, if that entry is the id's (a hint for prefetching: a
+ * collision or a miss gives UINT32_MAX). */
+static uint32_t index_peek(const id_index *ix, ledger_id id) {
+  if (!ix->e)
+    return UINT32_MAX;
+  const ix_entry *e = &ix->e[id_hash(id) & ix->mask];
+  return e->slot1 && e->lo == id.lo && e->hi == id.hi ? e->slot1 - 1 : UINT32_MAX;
 }
 
 static uint32_t acc_find(const ledger_audit *a, ledger_id id) {
@@ -662,37 +730,72 @@ static int next_row(MDB_cursor *cur, int *begun, uint64_t *key, MDB_val *v) {
   return rc;
 }
 
+/* Compares one expected row with the next stored ones; 0, or 1 with a message in detail. */
+static int compare_row(ledger_audit *a, const expect_row *e, char *detail, size_t cap) {
+  uint64_t key = 0;
+  MDB_val v;
+  int rc = next_row(a->c_transfers, &a->transfers_begun, &key, &v);
+  if (rc || key != e->row.transfer.timestamp || v.mv_size != sizeof e->row ||
+      memcmp(v.mv_data, &e->row, sizeof e->row)) {
+    snprintf(detail, cap, "event %u: transfer %s (timestamp %llu): the stored transfer row %s",
+             e->event, hx(e->row.transfer.id).s, (unsigned long long)e->row.transfer.timestamp,
+             rc ? "is missing" : "differs from the replay");
+    return 1;
+  }
+  if (!e->has_history)
+    return 0;
+  rc = next_row(a->c_history, &a->history_begun, &key, &v);
+  if (rc || key != e->row.transfer.timestamp || v.mv_size != sizeof e->hist ||
+      memcmp(v.mv_data, &e->hist, sizeof e->hist)) {
+    snprintf(detail, cap, "event %u: transfer %s: the stored balance history row %s", e->event,
+             hx(e->row.transfer.id).s, rc ? "is missing" : "differs from the replay");
+    return 1;
+  }
+  return 0;
+}
+
+/* Compares a buffer of expected rows in order; the first mismatch goes to a->late. */
+static void compare_buf(ledger_audit *a, expect_buf *b) {
+  for (uint32_t i = 0; i < b->n && !a->late.set; i++)
+    if (compare_row(a, &b->r[i], a->late.detail, sizeof a->late.detail)) {
+      a->late.seq = b->r[i].seq;
+      a->late.set = 1;
+    }
+  b->n = 0;
+}
+
 /* With ledger_audit_attach(): the next stored transfer row (and history row, when either
  * account keeps history) must be exactly the one this transfer makes. The accounts are as
- * they stand after it; prev_d and prev_c are their newest transfers before it. */
+ * they stand after it; prev_d and prev_c are their newest transfers before it. Compared at
+ * once, or queued for the helper thread when the comparison is offloaded. */
 static int check_stored_transfer(ledger_audit *a, uint64_t seq, uint32_t i,
                                  const ledger_transfer *stored, const scratch_account *d,
                                  const scratch_account *c, uint64_t prev_d, uint64_t prev_c) {
   if (!a->c_transfers)
     return 0;
-  transfer_row want;
-  want.transfer = *stored;
-  want.prev_debit_ts = prev_d;
-  want.prev_credit_ts = prev_c;
-  uint64_t key = 0;
-  MDB_val v;
-  int rc = next_row(a->c_transfers, &a->transfers_begun, &key, &v);
-  if (rc || key != stored->timestamp || v.mv_size != sizeof want ||
-      memcmp(v.mv_data, &want, sizeof want))
-    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, seq,
-                "event %u: transfer %s (timestamp %llu): the stored transfer row %s", i,
-                hx(stored->id).s, (unsigned long long)stored->timestamp,
-                rc ? "is missing" : "differs from the replay");
-  if (!((d->a.flags | c->a.flags) & LEDGER_ACCOUNT_HISTORY))
+  expect_row local, *e = &local;
+  if (a->expect) {
+    if (grow((void **)&a->expect->r, &a->expect->cap, sizeof *a->expect->r, a->expect->n + 1))
+      return fail(a, LEDGER_AUDIT_STORAGE, seq, "out of memory");
+    e = &a->expect->r[a->expect->n++];
+  }
+  e->seq = seq;
+  e->event = i;
+  e->row.transfer = *stored;
+  e->row.prev_debit_ts = prev_d;
+  e->row.prev_credit_ts = prev_c;
+  e->has_history = ((d->a.flags | c->a.flags) & LEDGER_ACCOUNT_HISTORY) != 0;
+  if (e->has_history) {
+    history_row h = {
+        {d->a.debits_pending, d->a.debits_posted, d->a.credits_pending, d->a.credits_posted},
+        {c->a.debits_pending, c->a.debits_posted, c->a.credits_pending, c->a.credits_posted}};
+    e->hist = h;
+  }
+  if (a->expect)
     return 0;
-  history_row h = {
-      {d->a.debits_pending, d->a.debits_posted, d->a.credits_pending, d->a.credits_posted},
-      {c->a.debits_pending, c->a.debits_posted, c->a.credits_pending, c->a.credits_posted}};
-  rc = next_row(a->c_history, &a->history_begun, &key, &v);
-  if (rc || key != stored->timestamp || v.mv_size != sizeof h || memcmp(v.mv_data, &h, sizeof h))
-    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, seq,
-                "event %u: transfer %s: the stored balance history row %s", i, hx(stored->id).s,
-                rc ? "is missing" : "differs from the replay");
+  char detail[256];
+  if (compare_row(a, e, detail, sizeof detail))
+    return fail(a, LEDGER_AUDIT_TRANSFER_MISMATCH, seq, "%s", detail);
   return 0;
 }
 
@@ -900,8 +1003,10 @@ static int replay_record(ledger_audit *a, const journal_view *v) {
   int rc = replay_expiries(a, v);
   uint64_t ts0 = v->timestamp + v->expired_count;
   for (uint32_t i = 0; i < v->event_count && !rc; i++) {
-    if (i + 8 < v->event_count) { /* the index entries event i + 8 will look up */
-      const uint8_t *ahead = v->events + (size_t)(i + 8) * JOURNAL_EVENT_SIZE;
+    /* Prefetch in two stages: the index entries event i + 16 will look up, then (their
+     * entries cached by now) the accounts and pending transfer event i + 8 will touch. */
+    if (i + 16 < v->event_count) {
+      const uint8_t *ahead = v->events + (size_t)(i + 16) * JOURNAL_EVENT_SIZE;
       ledger_id ids[3];
       memcpy(ids, ahead + 16, sizeof ids);        /* debit, credit (transfers) */
       memcpy(&ids[2], ahead + 56, sizeof ids[2]); /* pending_id */
@@ -913,6 +1018,24 @@ static int replay_record(ledger_audit *a, const journal_view *v) {
         ledger_id own;
         memcpy(&own, ahead, sizeof own);
         index_prefetch(&a->pend_ix, own);
+      }
+    }
+    if (i + 8 < v->event_count) {
+      const uint8_t *ahead = v->events + (size_t)(i + 8) * JOURNAL_EVENT_SIZE;
+      ledger_id ids[3];
+      memcpy(ids, ahead + 16, sizeof ids);
+      memcpy(&ids[2], ahead + 56, sizeof ids[2]);
+      for (int k = 0; k < 2; k++) {
+        uint32_t slot = index_peek(&a->acc_ix, ids[k]);
+        if (slot != UINT32_MAX) {
+          __builtin_prefetch(&a->acc[slot]);
+          __builtin_prefetch((const char *)&a->acc[slot] + 64);
+        }
+      }
+      if (!ledger_id_is_zero(ids[2])) {
+        uint32_t slot = index_peek(&a->pend_ix, ids[2]);
+        if (slot != UINT32_MAX)
+          __builtin_prefetch(&a->pend[slot]);
       }
     }
     const uint8_t *out = v->outcomes + (size_t)i * JOURNAL_OUTCOME_SIZE;
@@ -977,18 +1100,23 @@ static void detach(ledger_audit *a) {
   if (a->c_history)
     mdb_cursor_close(a->c_history);
   a->c_transfers = a->c_history = NULL;
+  if (a->txn2)
+    mdb_txn_abort(a->txn2);
+  a->txn2 = NULL;
 }
 
 void ledger_audit_free(ledger_audit *a) {
   if (!a)
     return;
   detach(a);
-  free(a->acc);
-  free(a->acc_ix.e);
-  free(a->created);
-  free(a->pend);
-  free(a->pend_ix.e);
-  free(a->heap);
+  big_free(a->acc, (size_t)a->cap_acc * sizeof *a->acc);
+  if (a->acc_ix.e)
+    big_free(a->acc_ix.e, ((size_t)a->acc_ix.mask + 1) * sizeof *a->acc_ix.e);
+  big_free(a->created, (size_t)a->cap_created * sizeof *a->created);
+  big_free(a->pend, (size_t)a->cap_pend * sizeof *a->pend);
+  if (a->pend_ix.e)
+    big_free(a->pend_ix.e, ((size_t)a->pend_ix.mask + 1) * sizeof *a->pend_ix.e);
+  big_free(a->heap, (size_t)a->cap_heap * sizeof *a->heap);
   free(a);
 }
 
@@ -1141,8 +1269,12 @@ typedef struct pipeline {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int job;  /* window index the hasher must hash, -1 none */
+  int cmp;  /* expected rows it must compare after hashing, -1 none */
   int busy; /* the hasher holds a window */
   int quit;
+  int offload;        /* stored rows compared on the helper thread */
+  int last_processed; /* the window whose expected rows are not compared yet, -1 none */
+  expect_buf e[2];    /* expected rows of each window */
 } pipeline;
 
 static void hash_window(window *w) {
@@ -1160,9 +1292,12 @@ static void *hasher_main(void *arg) {
     if (p->job < 0)
       break;
     window *w = &p->w[p->job];
-    p->job = -1;
+    int cmp = p->cmp;
+    p->job = p->cmp = -1;
     pthread_mutex_unlock(&p->mu);
     hash_window(w);
+    if (cmp >= 0)
+      compare_buf(p->a, &p->e[cmp]);
     pthread_mutex_lock(&p->mu);
     p->busy = 0;
     pthread_cond_broadcast(&p->cv);
@@ -1178,16 +1313,23 @@ static void hasher_wait(pipeline *p) {
   pthread_mutex_unlock(&p->mu);
 }
 
-static void hasher_start(pipeline *p, int idx) {
+static void hasher_start(pipeline *p, int idx, int cmp) {
   pthread_mutex_lock(&p->mu);
   p->job = idx;
+  p->cmp = cmp;
   p->busy = 1;
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
 }
 
-/* Feeds every record of a hashed window. */
-static int process_window(pipeline *p, window *w) {
+/* Feeds every record of a hashed window (its expected rows into e[idx] when offloaded). */
+static int process_window(pipeline *p, int idx) {
+  window *w = &p->w[idx];
+  if (p->offload) {
+    p->e[idx].n = 0;
+    p->a->expect = &p->e[idx];
+    p->last_processed = idx;
+  }
   for (uint32_t i = 0; i < w->n; i++) {
     int rc = feed_record(p->a, w->seq[i], w->rec[i], w->len[i],
                          w->len[i] >= JOURNAL_HASH_SIZE ? w->hash[i] : NULL);
@@ -1201,12 +1343,14 @@ static int process_window(pipeline *p, window *w) {
  * one hashed before. */
 static int pipeline_step(pipeline *p) {
   hasher_wait(p);
+  if (p->a->late.set)
+    return LEDGER_E_CORRUPT; /* the helper found a stored row that differs: stop */
   int prev = p->pending;
   p->pending = p->fill;
-  hasher_start(p, p->fill);
+  hasher_start(p, p->fill, p->offload ? p->last_processed : -1);
   int rc = 0;
   if (prev >= 0) {
-    rc = process_window(p, &p->w[prev]);
+    rc = process_window(p, prev);
     p->w[prev].n = 0;
     p->w[prev].bytes = 0;
     p->fill = prev;
@@ -1229,8 +1373,6 @@ static int collect_cb(uint64_t seq, const void *record, size_t len, void *arg) {
   return 0;
 }
 
-/* Scans src into a on two threads (on one if the thread cannot start). Returns what the
- * scan or the feed returned: 0, 1 (stopped at stop_seq/stop_time) or an error. */
 /* Maps the pages of the source's snapshot in one call rather than one fault at a time (they are
  * all read once): a hint, errors ignored. */
 static void prefault(ledger_audit_source *src) {
@@ -1250,13 +1392,41 @@ static void prefault(ledger_audit_source *src) {
 #endif
 }
 
+/* Moves the attached cursors to a second read transaction when it sees the same snapshot as
+ * the source's (nothing committed in between), so that the helper thread may use them. */
+static int offload_cursors(ledger_audit *a, ledger_audit_source *src) {
+  if (!a->c_transfers || !src->l || a->transfers_begun)
+    return 0;
+  MDB_txn *t2;
+  if (mdb_txn_begin(src->l->env, NULL, MDB_RDONLY, &t2))
+    return 0;
+  MDB_cursor *ct = NULL, *ch = NULL;
+  if (mdb_txn_id(t2) != mdb_txn_id(src->txn) || mdb_cursor_open(t2, src->l->db_transfers, &ct) ||
+      mdb_cursor_open(t2, src->l->db_history, &ch)) {
+    if (ct)
+      mdb_cursor_close(ct);
+    mdb_txn_abort(t2);
+    return 0;
+  }
+  mdb_cursor_close(a->c_transfers);
+  mdb_cursor_close(a->c_history);
+  a->c_transfers = ct;
+  a->c_history = ch;
+  a->txn2 = t2;
+  return 1;
+}
+
+/* Scans src into a on two threads (on one if the thread cannot start): the helper hashes the
+ * next window and, when the stored rows' cursors could move to a second transaction on the
+ * same snapshot, compares the rows the replay expected from the window before. Returns what
+ * the scan or the feed returned: 0, 1 (stopped at stop_seq/stop_time) or an error. */
 static int run_pipeline(ledger_audit *a, ledger_audit_source *src) {
   prefault(src);
   pipeline *p = calloc(1, sizeof *p);
   if (!p)
     return ledger_audit_source_scan(src, 1, 0, ledger_audit_feed_cb, a);
   p->a = a;
-  p->pending = p->job = -1;
+  p->pending = p->job = p->cmp = p->last_processed = -1;
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);
   int rc;
@@ -1264,20 +1434,39 @@ static int run_pipeline(ledger_audit *a, ledger_audit_source *src) {
     rc = ledger_audit_source_scan(src, 1, 0, ledger_audit_feed_cb, a);
     goto out;
   }
+  p->offload = offload_cursors(a, src);
   rc = ledger_audit_source_scan(src, 1, 0, collect_cb, p);
   hasher_wait(p);
+  /* The rest on this thread, in record order: the expected rows not compared yet, then the
+   * windows not processed yet (comparing at once). */
+  if (p->offload && p->last_processed >= 0)
+    compare_buf(a, &p->e[p->last_processed]);
+  a->expect = NULL;
+  p->offload = 0;
+  if (a->late.set && !rc)
+    rc = LEDGER_E_CORRUPT;
   if (!rc && p->pending >= 0)
-    rc = process_window(p, &p->w[p->pending]);
+    rc = process_window(p, p->pending);
   if (!rc && p->w[p->fill].n && p->fill != p->pending) {
     hash_window(&p->w[p->fill]);
-    rc = process_window(p, &p->w[p->fill]);
+    rc = process_window(p, p->fill);
   }
   pthread_mutex_lock(&p->mu);
   p->quit = 1;
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
   pthread_join(p->thread, NULL);
+  /* A stored row that differs before the record the replay stopped at is the first problem. */
+  if (a->late.set &&
+      (a->r.problem == LEDGER_AUDIT_OK || a->r.bad_seq == 0 || a->late.seq <= a->r.bad_seq)) {
+    a->r.problem = LEDGER_AUDIT_TRANSFER_MISMATCH;
+    a->r.bad_seq = a->late.seq;
+    memcpy(a->r.detail, a->late.detail, sizeof a->r.detail);
+    rc = LEDGER_E_CORRUPT;
+  }
 out:
+  big_free(p->e[0].r, (size_t)p->e[0].cap * sizeof *p->e[0].r);
+  big_free(p->e[1].r, (size_t)p->e[1].cap * sizeof *p->e[1].r);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
   free(p);
