@@ -18,7 +18,7 @@
  * The replay does not re-derive the results of failed events (they change no state); a forged
  * failure code is caught by the hash chain and the checkpoints, not by the replay.
  * Threads: an audit and a source belong to one thread at a time; ledger_audit_verify() itself
- * hashes on a second thread.
+ * hashes records, and compares stored transfer rows, on a second thread.
  */
 #ifndef TUMA_LEDGER_AUDIT_H
 #define TUMA_LEDGER_AUDIT_H
