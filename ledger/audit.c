@@ -998,6 +998,99 @@ static int replay_expiries(ledger_audit *a, const journal_view *v) {
   return 0;
 }
 
+/* Whether event i belongs to a linked chain: it carries the linked flag, or the event before it
+ * does (a chain ends with its first unlinked event). */
+static int event_linked(const journal_view *v, uint32_t i) {
+  const uint8_t *out = v->outcomes + (size_t)i * JOURNAL_OUTCOME_SIZE;
+  const uint8_t *body = v->events + (size_t)i * JOURNAL_EVENT_SIZE;
+  uint16_t kind = (uint16_t)(out[0] | out[1] << 8);
+  if (kind == LEDGER_EVENT_CREATE_ACCOUNT)
+    return body[86] & LEDGER_ACCOUNT_LINKED;
+  if (kind == LEDGER_EVENT_CREATE_TRANSFER)
+    return body[110] & LEDGER_TRANSFER_LINKED;
+  return 0;
+}
+
+/* A transfer outside any linked chain that was refused for a reason that depends on the state
+ * (ledger.h's transient results, and a pending transfer's state): the replayed state must give
+ * that reason too. A switch cannot claim "insufficient funds" for a payer who had them. */
+static int check_refusal(ledger_audit *a, uint64_t seq, uint32_t i, const ledger_transfer *t,
+                         uint64_t ts, unsigned result) {
+  int resolves = (t->flags & (LEDGER_TRANSFER_POST_PENDING | LEDGER_TRANSFER_VOID_PENDING)) != 0;
+  uint32_t di = acc_find(a, t->debit_account_id), ci = acc_find(a, t->credit_account_id);
+  const scratch_account *d = di == UINT32_MAX ? NULL : &a->acc[di];
+  const scratch_account *c = ci == UINT32_MAX ? NULL : &a->acc[ci];
+  uint32_t pi = resolves ? pend_find(a, t->pending_id) : UINT32_MAX;
+  const scratch_pending *p = pi == UINT32_MAX ? NULL : &a->pend[pi];
+  int holds = 1;
+  switch (result) {
+  case LEDGER_DEBIT_ACCOUNT_NOT_FOUND:
+    holds = resolves || !d;
+    break;
+  case LEDGER_CREDIT_ACCOUNT_NOT_FOUND:
+    holds = resolves || (d && !c);
+    break;
+  case LEDGER_DEBIT_ACCOUNT_ALREADY_CLOSED:
+    holds = resolves || (d && c && (d->a.flags & LEDGER_ACCOUNT_CLOSED));
+    break;
+  case LEDGER_CREDIT_ACCOUNT_ALREADY_CLOSED:
+    holds = resolves || (d && c && (c->a.flags & LEDGER_ACCOUNT_CLOSED));
+    break;
+  case LEDGER_EXCEEDS_CREDITS:
+  case LEDGER_EXCEEDS_DEBITS: {
+    if (resolves || !d || !c) {
+      holds = resolves;
+      break;
+    }
+    uint64_t amount = t->amount, used;
+    if (t->flags & LEDGER_TRANSFER_BALANCING_DEBIT) {
+      uint64_t avail = 0;
+      if (!__builtin_add_overflow(d->a.debits_pending, d->a.debits_posted, &used) &&
+          used < d->a.credits_posted)
+        avail = d->a.credits_posted - used;
+      amount = amount < avail ? amount : avail;
+    }
+    if (t->flags & LEDGER_TRANSFER_BALANCING_CREDIT) {
+      uint64_t avail = 0;
+      if (!__builtin_add_overflow(c->a.credits_pending, c->a.credits_posted, &used) &&
+          used < c->a.debits_posted)
+        avail = c->a.debits_posted - used;
+      amount = amount < avail ? amount : avail;
+    }
+    unsigned __int128 d_total = (unsigned __int128)d->a.debits_pending + d->a.debits_posted;
+    unsigned __int128 c_total = (unsigned __int128)c->a.credits_pending + c->a.credits_posted;
+    if (result == LEDGER_EXCEEDS_CREDITS)
+      holds = (d->a.flags & LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS) &&
+              d_total + amount > d->a.credits_posted;
+    else
+      holds = (c->a.flags & LEDGER_ACCOUNT_CREDITS_MUST_NOT_EXCEED_DEBITS) &&
+              c_total + amount > c->a.debits_posted;
+    break;
+  }
+  case LEDGER_PENDING_TRANSFER_NOT_FOUND:
+    holds = !resolves || !p;
+    break;
+  case LEDGER_PENDING_TRANSFER_ALREADY_POSTED:
+    holds = !resolves || (p && p->state == LEDGER_PENDING_POSTED);
+    break;
+  case LEDGER_PENDING_TRANSFER_ALREADY_VOIDED:
+    holds = !resolves || (p && p->state == LEDGER_PENDING_VOIDED);
+    break;
+  case LEDGER_PENDING_TRANSFER_EXPIRED:
+    holds = !resolves ||
+            (p && (p->state == LEDGER_PENDING_EXPIRED ||
+                   (p->state == LEDGER_PENDING_OPEN && p->expires_at && p->expires_at <= ts)));
+    break;
+  default:
+    break;
+  }
+  if (holds)
+    return 0;
+  return fail(a, LEDGER_AUDIT_REPLAY, seq,
+              "event %u: transfer %s recorded %s, which the replayed state does not give", i,
+              hx(t->id).s, ledger_result_name((ledger_result)result));
+}
+
 static int replay_record(ledger_audit *a, const journal_view *v) {
   a->n_created = 0;
   int rc = replay_expiries(a, v);
@@ -1039,10 +1132,18 @@ static int replay_record(ledger_audit *a, const journal_view *v) {
       }
     }
     const uint8_t *out = v->outcomes + (size_t)i * JOURNAL_OUTCOME_SIZE;
-    if (out[2] != LEDGER_OK || out[3] != 0)
-      continue; /* failed, or "exists": no effect */
     const uint8_t *body = v->events + (size_t)i * JOURNAL_EVENT_SIZE;
     uint16_t kind = (uint16_t)(out[0] | out[1] << 8);
+    if (out[2] != LEDGER_OK || out[3] != 0) { /* failed, or "exists": no effect */
+      unsigned result = (unsigned)(out[2] | out[3] << 8);
+      if (kind == LEDGER_EVENT_CREATE_TRANSFER && result != LEDGER_EXISTS && !event_linked(v, i) &&
+          !(i > 0 && event_linked(v, i - 1))) {
+        ledger_transfer t;
+        memcpy(&t, body, sizeof t);
+        rc = check_refusal(a, v->seq, i, &t, ts0 + i, result);
+      }
+      continue;
+    }
     if (kind == LEDGER_EVENT_CREATE_TRANSFER) {
       ledger_transfer t;
       memcpy(&t, body, sizeof t);

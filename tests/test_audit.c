@@ -129,15 +129,31 @@ static void build(fixture *f) {
   cr_assert_gt(f->ckp1, 0);
   /* 4: void the closing pending; then time passes: 106 and 110 expire in an empty batch. */
   now += NS;
-  ledger_event b4 = fixture_transfer(112, 0, 0, 0, LEDGER_TRANSFER_VOID_PENDING);
-  b4.transfer.pending_id = ledger_id_make(0, 109);
-  apply(l, &b4, 1, res);
+  /* ... with refusals the replay checks: posted already, no such account, voided already. */
+  ledger_event b4[4];
+  b4[0] = fixture_transfer(112, 0, 0, 0, LEDGER_TRANSFER_VOID_PENDING);
+  b4[0].transfer.pending_id = ledger_id_make(0, 109);
+  b4[1] = fixture_transfer(113, 0, 0, 0, LEDGER_TRANSFER_POST_PENDING);
+  b4[1].transfer.pending_id = ledger_id_make(0, 107);
+  b4[2] = fixture_transfer(114, 3, 99, 5, 0);
+  b4[3] = fixture_transfer(115, 0, 0, 0, LEDGER_TRANSFER_VOID_PENDING);
+  b4[3].transfer.pending_id = ledger_id_make(0, 109);
+  apply(l, b4, 4, res);
   cr_assert_eq(res[0], LEDGER_OK);
+  cr_assert_eq(res[1], LEDGER_PENDING_TRANSFER_ALREADY_POSTED);
+  cr_assert_eq(res[2], LEDGER_CREDIT_ACCOUNT_NOT_FOUND);
+  cr_assert_eq(res[3], LEDGER_PENDING_TRANSFER_ALREADY_VOIDED);
   now += 10 * NS;
   cr_assert_eq(ledger_apply(l, NULL, NULL, 0), 0);
   ledger_pending_state st;
   cr_assert_eq(ledger_pending_state_of(l, ledger_id_make(0, 106), &st, NULL), 0);
   cr_assert_eq(st, LEDGER_PENDING_EXPIRED);
+  /* A post of the expired one: refused as expired. */
+  now += NS;
+  ledger_event late = fixture_transfer(116, 0, 0, 0, LEDGER_TRANSFER_POST_PENDING);
+  late.transfer.pending_id = ledger_id_make(0, 106);
+  apply(l, &late, 1, res);
+  cr_assert_eq(res[0], LEDGER_PENDING_TRANSFER_EXPIRED);
   /* 5..: a few more batches of plain transfers, a checkpoint between them and at the end. */
   uint64_t id = 200;
   for (int b = 0; b < 6; b++) {
@@ -682,6 +698,39 @@ Test(audit, tail_rewritten_after_a_checkpoint_is_found, .timeout = 120) {
   cr_assert_eq(run_tuma(&f, a2, err, sizeof err), 1);
   snprintf(want, sizeof want, "record %llu: transfer mismatch", (unsigned long long)from);
   cr_assert_not_null(strstr(err, want), "%s", err);
+  teardown(&f);
+}
+
+/* Record 2's event 2 (transfer 102: 5,000 from account 1, which had 1,000) was refused with
+ * exceeds_credits. An attacker lowers its amount to 50 and re-chains the journal: the refusal no
+ * longer follows from the state, and the replay says so. */
+Test(audit, a_refusal_the_state_does_not_give_is_found, .timeout = 120) {
+  fixture f = {0};
+  build(&f);
+  char copy[4300];
+  copy_ledger(&f, "refusal", copy, sizeof copy);
+  raw_env e;
+  raw_open(&e, copy);
+  uint8_t prev[32];
+  for (uint64_t s = 2; s <= f.head; s++) {
+    size_t len;
+    uint8_t *rec = raw_get(&e, s, &len);
+    if (s == 2) {
+      uint64_t amount = 50;
+      memcpy(rec + JOURNAL_HEADER_SIZE + 2 * JOURNAL_EVENT_SIZE + 48, &amount, sizeof amount);
+    } else {
+      memcpy(rec, prev, 32);
+    }
+    rehash(rec, len);
+    memcpy(prev, rec + len - 32, 32);
+    raw_put(&e, s, rec, len);
+    free(rec);
+  }
+  raw_close(&e);
+  ledger_audit_report r = verify(copy, NULL, LEDGER_E_CORRUPT);
+  cr_assert_eq(r.problem, LEDGER_AUDIT_REPLAY, "%s", r.detail);
+  cr_assert_eq(r.bad_seq, 2);
+  cr_assert_not_null(strstr(r.detail, "exceeds_credits"), "%s", r.detail);
   teardown(&f);
 }
 
