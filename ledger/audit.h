@@ -15,8 +15,9 @@
  *     ledger_audit_finish() then compares every stored account and pending-transfer row with
  *     the scratch ones byte for byte and checks Σ debits = Σ credits.
  *
- * The replay does not re-derive the results of failed events (they change no state); a forged
- * failure code is caught by the hash chain and the checkpoints, not by the replay.
+ * Of the failed events the replay checks the refusals that depend on the state, outside linked
+ * chains (not found, closed, exceeds credits/debits, pending posted/voided/expired); the others
+ * change no state and are not re-derived: the hash chain and the checkpoints protect them.
  * Threads: an audit and a source belong to one thread at a time; ledger_audit_verify() itself
  * hashes records, and compares stored transfer rows, on a second thread.
  */
