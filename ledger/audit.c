@@ -1120,15 +1120,15 @@ static int replay_record(ledger_audit *a, const journal_view *v) {
       memcpy(&ids[2], ahead + 56, sizeof ids[2]);
       for (int k = 0; k < 2; k++) {
         uint32_t slot = index_peek(&a->acc_ix, ids[k]);
-        if (slot != UINT32_MAX) {
-          __builtin_prefetch(&a->acc[slot]);
-          __builtin_prefetch((const char *)&a->acc[slot] + 64);
-        }
+        if (slot != UINT32_MAX) /* all its cache lines: balances, ledger and flags, last_ts */
+          for (size_t off = 0; off < sizeof a->acc[slot]; off += 64)
+            __builtin_prefetch((const char *)&a->acc[slot] + off);
       }
       if (!ledger_id_is_zero(ids[2])) {
         uint32_t slot = index_peek(&a->pend_ix, ids[2]);
         if (slot != UINT32_MAX)
-          __builtin_prefetch(&a->pend[slot]);
+          for (size_t off = 0; off < sizeof a->pend[slot]; off += 64)
+            __builtin_prefetch((const char *)&a->pend[slot] + off);
       }
     }
     const uint8_t *out = v->outcomes + (size_t)i * JOURNAL_OUTCOME_SIZE;
