@@ -25,6 +25,7 @@ enum {
 int bench_ledger_main(int argc, char **argv);
 int bench_fsync_main(int argc, char **argv);
 int bench_disburse_main(int argc, char **argv);
+int bench_audit_main(int argc, char **argv);
 
 /* --- options (bench_args.c) --- */
 

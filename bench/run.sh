@@ -247,6 +247,17 @@ printf '%-34s %10s %12s %10s %8s %12s %6s %8s\n' "$ds_pay paid (submit to all pa
   "$(fmt "$(get paid_per_second "$f")")" "$(get paid "$f")" "$(get failed "$f")" \
   "< 30 s, x2=0" "$v" "$(fmt "$(get cpu_other_pct_execute "$f")")%"
 echo "  paid twice: $(get paid_twice "$f"); validate $(get validate_seconds "$f") s + execute $(get execute_seconds "$f") s"
+# Audit (issue 6, bench/RESULTS.md): `tuma audit verify` (chain, checkpoints, replay, compare)
+# on a ledger of 5,000,000 events, in events/s. About 30 s (a few with --quick).
+au_events=5000000
+[ "$quick" -eq 1 ] && au_events=200000
+run audit "$tb" audit --events "$au_events" --runs 3 --tmpdir "$tmpbase" --json
+au=$(get events_per_sec "$tmp/audit.json")
+verdict "$au" 1000000
+echo
+printf '%-22s %14s %10s %10s %8s %14s %6s %8s\n' "audit verify" "$(fmt "$au") ev/s" \
+  "$(get seconds_median "$tmp/audit.json") s" "" "" ">= 1000000" "$V" \
+  "$(fmt "$(get other_cpu_pct "$tmp/audit.json")")%"
 
 if [ "$failed" -gt 0 ] || [ "$missed" -gt 0 ]; then
   echo "run.sh: $failed run(s) failed, $missed bar(s) missed" >&2

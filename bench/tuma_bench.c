@@ -30,6 +30,7 @@ static const bench_command bench_commands[] = {
     {"fsync", bench_fsync_main, "raw write + fdatasync rate of one 4 KiB page"},
     {"switch", bench_switch_main, "tumad end to end: two-phase transfers over mTLS, durable"},
     {"disburse", bench_disburse_main, "a disbursement list validated, approved and paid"},
+    {"audit", bench_audit_main, "tuma audit verify: hash chain, checkpoints, replay, compare"},
 };
 
 static void usage(FILE *out) {

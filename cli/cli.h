@@ -112,5 +112,7 @@ int cli_positions_main(int argc, char **argv);
 int cli_party_main(int argc, char **argv);
 int cli_demo_main(int argc, char **argv);
 int cli_disburse_main(int argc, char **argv);
+int cli_audit_main(int argc, char **argv);  /* audit_cmd.c */
+int cli_backup_main(int argc, char **argv); /* audit_cmd.c */
 
 #endif

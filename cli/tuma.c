@@ -24,6 +24,8 @@ static const tuma_command tuma_commands[] = {
     {"disburse", cli_disburse_main, "programmes, beneficiaries and batches of disbursements"},
     {"op", cli_op_main, "act as an operator: receive, send or query transfers"},
     {"demo", cli_demo_main, "the switch and three simulated operators at work, for a minute"},
+    {"audit", cli_audit_main, "verify, export, replay the ledger journal; checkpoint keys"},
+    {"backup", cli_backup_main, "hot, consistent backup of a data directory"},
 };
 
 static void tuma_usage(FILE *out) {

@@ -1040,6 +1040,7 @@ static int apply_once(ledger *l, const ledger_event *events, ledger_result *resu
   }
   cache_end_batch(l);
   l->journal_seq++;
+  l->head_is_checkpoint = 0;
   memcpy(l->journal_head, hash, sizeof hash);
   l->last_timestamp = last;
   return 0;
@@ -1071,15 +1072,67 @@ int ledger_apply(ledger *l, const ledger_event *events, ledger_result *results, 
   return err;
 }
 
+/* Appends a complete checkpoint record (its bytes in rec) as the next record, in its own
+ * write transaction, and moves the writer state past it. */
+static int append_checkpoint(ledger *l, const uint8_t *rec, uint64_t timestamp) {
+  int rc = grow_map_for(l, JOURNAL_CHECKPOINT_SIZE + 4096);
+  MDB_txn *txn = NULL;
+  if (!rc)
+    rc = mdb_txn_begin(l->env, NULL, 0, &txn);
+  if (rc)
+    return rc;
+  uint64_t seq = l->journal_seq + 1;
+  MDB_val k = {sizeof seq, &seq}, v = {JOURNAL_CHECKPOINT_SIZE, (void *)rec};
+  rc = mdb_put(txn, l->db_journal, &k, &v, MDB_APPEND);
+  if (rc) {
+    mdb_txn_abort(txn);
+    return rc;
+  }
+  rc = mdb_txn_commit(txn);
+  if (rc)
+    return rc;
+  l->journal_seq = seq;
+  memcpy(l->journal_head, rec + JOURNAL_CHECKPOINT_SIZE - JOURNAL_HASH_SIZE, JOURNAL_HASH_SIZE);
+  l->last_timestamp = timestamp;
+  l->head_is_checkpoint = 1;
+  return 0;
+}
+
+int ledger_checkpoint(ledger *l, const uint8_t fingerprint[32], ledger_sign_cb sign, void *arg,
+                      uint64_t *seq) {
+  if (!l || !fingerprint || !sign || l->read_only)
+    return LEDGER_E_INVAL;
+  if (seq)
+    *seq = 0;
+  if (l->journal_seq == 0 || l->head_is_checkpoint)
+    return 0; /* nothing new to sign */
+  uint64_t now = ledger_time(l);
+  uint64_t ts = now > l->last_timestamp ? now : l->last_timestamp + 1;
+  uint8_t rec[JOURNAL_CHECKPOINT_SIZE];
+  journal_write_checkpoint(rec, l->journal_head, l->journal_seq + 1, ts, fingerprint);
+  if (sign(rec, JOURNAL_CHECKPOINT_SIGNED_SIZE, rec + JOURNAL_CHECKPOINT_SIGNED_SIZE, arg))
+    return LEDGER_E_INVAL;
+  journal_seal(rec, sizeof rec);
+  int rc = append_checkpoint(l, rec, ts);
+  if (rc)
+    return store_error(rc) == LEDGER_E_FULL ? LEDGER_E_FULL : LEDGER_E_IO;
+  if (seq)
+    *seq = l->journal_seq;
+  return 0;
+}
+
 int ledger_replay_record(ledger *l, const void *record, size_t len) {
   if (!l || !record || l->read_only)
     return LEDGER_E_INVAL;
   journal_view v;
-  if (journal_parse(record, len, &v) || (v.event_count == 0 && v.expired_count == 0))
+  if (journal_parse(record, len, &v) ||
+      (v.kind == JOURNAL_KIND_BATCH && v.event_count == 0 && v.expired_count == 0))
     return LEDGER_E_CORRUPT; /* a batch that did nothing is never recorded */
   if (v.seq != l->journal_seq + 1 || memcmp(v.prev_hash, l->journal_head, JOURNAL_HASH_SIZE) ||
       (l->journal_seq && v.timestamp <= l->last_timestamp))
     return LEDGER_E_CORRUPT;
+  if (v.kind == JOURNAL_KIND_CHECKPOINT) /* copied as it is; its signature is the auditor's */
+    return store_error(append_checkpoint(l, record, v.timestamp));
   ledger_event *events = NULL;
   ledger_result *results = NULL;
   if (v.event_count) {

@@ -82,10 +82,47 @@ void journal_write(uint8_t *out, const uint8_t prev_hash[JOURNAL_HASH_SIZE], uin
   SHA256(out, (size_t)(p - out), p);
 }
 
-int journal_parse(const void *record, size_t len, journal_view *v) {
-  const uint8_t *b = record;
-  if (len < JOURNAL_HEADER_SIZE + JOURNAL_HASH_SIZE || memcmp(b + OFF_MAGIC, JOURNAL_MAGIC, 8))
+void journal_write_checkpoint(uint8_t *out, const uint8_t prev_hash[JOURNAL_HASH_SIZE],
+                              uint64_t seq, uint64_t timestamp,
+                              const uint8_t fingerprint[JOURNAL_FINGERPRINT_SIZE]) {
+  memset(out, 0, JOURNAL_CHECKPOINT_SIZE);
+  memcpy(out, prev_hash, JOURNAL_HASH_SIZE);
+  memcpy(out + OFF_MAGIC, JOURNAL_CHECKPOINT_MAGIC, 8);
+  put_u64(out + OFF_SEQ, seq);
+  put_u64(out + OFF_TIMESTAMP, timestamp);
+  memcpy(out + OFF_EVENT_COUNT, fingerprint, JOURNAL_FINGERPRINT_SIZE);
+}
+
+void journal_seal(uint8_t *out, size_t len) {
+  SHA256(out, len - JOURNAL_HASH_SIZE, out + len - JOURNAL_HASH_SIZE);
+}
+
+static int parse_checkpoint(const uint8_t *b, size_t len, journal_view *v) {
+  if (len != JOURNAL_CHECKPOINT_SIZE)
     return LEDGER_E_CORRUPT;
+  v->kind = JOURNAL_KIND_CHECKPOINT;
+  v->prev_hash = b;
+  v->seq = get_u64(b + OFF_SEQ);
+  v->timestamp = get_u64(b + OFF_TIMESTAMP);
+  v->event_count = v->expired_count = 0;
+  v->expired = v->events = v->outcomes = b + JOURNAL_CHECKPOINT_SIGNED_SIZE;
+  v->fingerprint = b + OFF_EVENT_COUNT;
+  v->signature = b + JOURNAL_CHECKPOINT_SIGNED_SIZE;
+  v->hash = b + len - JOURNAL_HASH_SIZE;
+  v->size = len;
+  return 0;
+}
+
+/* Framing only: fills *v, no hash. */
+static int parse_frame(const uint8_t *b, size_t len, journal_view *v) {
+  if (len < JOURNAL_HEADER_SIZE + JOURNAL_HASH_SIZE)
+    return LEDGER_E_CORRUPT;
+  if (!memcmp(b + OFF_MAGIC, JOURNAL_CHECKPOINT_MAGIC, 8))
+    return parse_checkpoint(b, len, v);
+  if (memcmp(b + OFF_MAGIC, JOURNAL_MAGIC, 8))
+    return LEDGER_E_CORRUPT;
+  v->kind = JOURNAL_KIND_BATCH;
+  v->fingerprint = v->signature = NULL;
   v->prev_hash = b;
   v->seq = get_u64(b + OFF_SEQ);
   v->timestamp = get_u64(b + OFF_TIMESTAMP);
@@ -99,11 +136,22 @@ int journal_parse(const void *record, size_t len, journal_view *v) {
   v->outcomes = v->events + (size_t)v->event_count * JOURNAL_EVENT_SIZE;
   v->hash = b + len - JOURNAL_HASH_SIZE;
   v->size = len;
-  uint8_t hash[JOURNAL_HASH_SIZE];
-  SHA256(b, len - JOURNAL_HASH_SIZE, hash);
-  if (memcmp(hash, v->hash, JOURNAL_HASH_SIZE))
-    return LEDGER_E_CORRUPT;
   return 0;
+}
+
+int journal_parse_hashed(const void *record, size_t len, const uint8_t body_hash[JOURNAL_HASH_SIZE],
+                         journal_view *v) {
+  if (parse_frame(record, len, v))
+    return LEDGER_E_CORRUPT;
+  return memcmp(body_hash, v->hash, JOURNAL_HASH_SIZE) ? LEDGER_E_CORRUPT : 0;
+}
+
+int journal_parse(const void *record, size_t len, journal_view *v) {
+  if (parse_frame(record, len, v))
+    return LEDGER_E_CORRUPT;
+  uint8_t hash[JOURNAL_HASH_SIZE];
+  SHA256(record, len - JOURNAL_HASH_SIZE, hash);
+  return memcmp(hash, v->hash, JOURNAL_HASH_SIZE) ? LEDGER_E_CORRUPT : 0;
 }
 
 ledger_event journal_event_at(const journal_view *v, uint32_t i) {

@@ -242,7 +242,10 @@ int store_read_head(MDB_txn *txn, const ledger *l, journal_head *h) {
     return MDB_CORRUPTED;
   h->seq = jv.seq;
   memcpy(h->hash, jv.hash, JOURNAL_HASH_SIZE);
-  h->last_timestamp = jv.timestamp + jv.expired_count + jv.event_count - 1;
+  h->is_checkpoint = jv.kind == JOURNAL_KIND_CHECKPOINT;
+  /* A checkpoint uses one timestamp, its own; a batch one per expiry and event. */
+  h->last_timestamp =
+      h->is_checkpoint ? jv.timestamp : jv.timestamp + jv.expired_count + jv.event_count - 1;
   return 0;
 }
 
@@ -274,6 +277,7 @@ static int load_writer_state(ledger *l, MDB_txn *txn) {
   if (rc)
     return rc;
   l->journal_seq = h.seq;
+  l->head_is_checkpoint = h.is_checkpoint;
   l->last_timestamp = h.last_timestamp;
   memcpy(l->journal_head, h.hash, JOURNAL_HASH_SIZE);
   MDB_cursor *cur;
@@ -329,8 +333,13 @@ static int open_databases(ledger *l) {
     if (version != STORE_FORMAT_VERSION)
       rc = MDB_VERSION_MISMATCH;
   }
-  if (!rc)
+  if (!rc) {
     rc = load_writer_state(l, txn);
+    /* Read-only (an auditor): the writer state is never used, and a journal whose last record
+     * does not verify must still open, so that the audit can say which record it is. */
+    if (rc == MDB_CORRUPTED && l->read_only)
+      rc = 0;
+  }
   if (rc) {
     mdb_txn_abort(txn);
     return rc;

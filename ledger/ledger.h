@@ -388,9 +388,21 @@ int ledger_journal_verify(ledger *l, uint64_t *bad_seq);
 /* Applies one journal record taken from another ledger's journal, as its writer did: checks
  * that its sequence number and prev_hash follow this ledger's head and that its hash holds,
  * applies its events at its own timestamp, and checks that the results and expiries are the
- * ones recorded. On success this ledger's new head equals the record's. LEDGER_E_CORRUPT if
+ * ones recorded. A checkpoint record is appended as it is (its signature is not checked here). On success this ledger's new head equals the record's. LEDGER_E_CORRUPT if
  * anything differs (nothing is committed then). The record is borrowed. */
 int ledger_replay_record(ledger *l, const void *record, size_t len);
+
+/* Signs msg[0 .. len) into sig (an Ed25519 signature, 64 bytes); returns 0, or non-zero if it
+ * could not. ledger/audit.h gives one (ledger_audit_key_sign_cb). */
+typedef int (*ledger_sign_cb)(const uint8_t *msg, size_t len, uint8_t sig[64], void *arg);
+
+/* Appends a checkpoint record (JOURNAL.md) signing the current journal head, in its own durable
+ * write transaction: the writer's call, like ledger_apply(). fingerprint is the SHA-256 of the
+ * signer's raw public key. *seq (may be NULL) gets the checkpoint's sequence number, or 0 when
+ * there was nothing to sign (empty journal, or the head is a checkpoint already). Errors:
+ * LEDGER_E_INVAL (also when sign fails), LEDGER_E_FULL, LEDGER_E_IO. */
+int ledger_checkpoint(ledger *l, const uint8_t fingerprint[32], ledger_sign_cb sign, void *arg,
+                      uint64_t *seq);
 
 /* Makes an id from two 64-bit halves; ledger_id_eq compares. */
 static inline ledger_id ledger_id_make(uint64_t hi, uint64_t lo) {

@@ -35,6 +35,11 @@ struct ledger_queue {
   size_t queued_events;
   int closing;
   ledger_queue_stats stats;
+  ledger_sign_cb sign;
+  void *sign_arg;
+  uint8_t fingerprint[32];
+  uint32_t checkpoint_every;
+  uint32_t since_checkpoint; /* committed batches since the last checkpoint (writer only) */
   /* The writer's batch buffers (writer thread only). */
   ledger_event *events;
   ledger_result *results;
@@ -94,13 +99,33 @@ static void expiry_pulse(ledger_queue *q) {
   pthread_mutex_unlock(&q->lock);
 }
 
+/* Appends a checkpoint when checkpoints are on (writer thread, lock not held). A failure is
+ * counted, not fatal: the batches stay committed and the next checkpoint covers them. */
+static void checkpoint(ledger_queue *q) {
+  if (!q->sign)
+    return;
+  uint64_t seq = 0;
+  int rc = ledger_checkpoint(q->l, q->fingerprint, q->sign, q->sign_arg, &seq);
+  q->since_checkpoint = 0;
+  pthread_mutex_lock(&q->lock);
+  if (rc)
+    q->stats.checkpoint_failures++;
+  else if (seq)
+    q->stats.checkpoints++;
+  pthread_mutex_unlock(&q->lock);
+}
+
 static void *writer_main(void *arg) {
   ledger_queue *q = arg;
   pthread_mutex_lock(&q->lock);
   for (;;) {
     if (!q->head) {
-      if (q->closing)
+      if (q->closing) {
+        pthread_mutex_unlock(&q->lock);
+        checkpoint(q); /* the last one: signs everything committed */
+        pthread_mutex_lock(&q->lock);
         break;
+      }
       if (wait_for_work(q)) {
         pthread_mutex_unlock(&q->lock);
         expiry_pulse(q);
@@ -133,6 +158,8 @@ static void *writer_main(void *arg) {
       at += r->n;
       free(r);
     }
+    if (status == 0 && q->checkpoint_every && ++q->since_checkpoint >= q->checkpoint_every)
+      checkpoint(q);
 
     pthread_mutex_lock(&q->lock);
     q->stats.batches++;
@@ -154,7 +181,15 @@ int ledger_queue_start(ledger *l, const ledger_queue_options *opts, ledger_queue
   q->l = l;
   q->capacity = opts && opts->capacity ? opts->capacity : DEFAULT_CAPACITY;
   q->max_batch = opts && opts->max_batch ? opts->max_batch : LEDGER_BATCH_MAX;
-  if (q->max_batch > LEDGER_BATCH_MAX || q->capacity < q->max_batch) {
+  if (opts && opts->sign) {
+    q->sign = opts->sign;
+    q->sign_arg = opts->sign_arg;
+    q->checkpoint_every = opts->checkpoint_every;
+    if (opts->fingerprint)
+      memcpy(q->fingerprint, opts->fingerprint, sizeof q->fingerprint);
+  }
+  if (q->max_batch > LEDGER_BATCH_MAX || q->capacity < q->max_batch ||
+      (opts && opts->sign && !opts->fingerprint)) {
     free(q);
     return LEDGER_E_INVAL;
   }

@@ -24,6 +24,13 @@ typedef void (*ledger_queue_done_cb)(int status, const ledger_event *events,
 typedef struct ledger_queue_options {
   size_t capacity;  /* events queued at most (not counting the batch being applied); 0 = 65536 */
   size_t max_batch; /* events per batch, ≤ LEDGER_BATCH_MAX; 0 = LEDGER_BATCH_MAX */
+  /* Signed checkpoints (JOURNAL.md): with sign set, the writer appends a checkpoint after every
+   * checkpoint_every committed batches (0 = never on count) and once at close. sign_arg and
+   * fingerprint (32 bytes) are borrowed until ledger_queue_close(). */
+  ledger_sign_cb sign;
+  void *sign_arg;
+  const uint8_t *fingerprint;
+  uint32_t checkpoint_every;
 } ledger_queue_options;
 
 /* Starts the writer thread for l, which the queue borrows until ledger_queue_close(); nothing
@@ -49,6 +56,8 @@ typedef struct ledger_queue_stats {
   uint64_t queued_events;  /* waiting now */
   uint64_t last_batch_events;
   uint64_t last_commit_ns; /* duration of the last ledger_apply() */
+  uint64_t checkpoints;    /* checkpoint records appended */
+  uint64_t checkpoint_failures;
 } ledger_queue_stats;
 
 void ledger_queue_stats_of(ledger_queue *q, ledger_queue_stats *out);

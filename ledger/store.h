@@ -105,6 +105,7 @@ struct ledger {
   uint64_t last_timestamp;
   uint64_t journal_seq;
   uint8_t journal_head[JOURNAL_HASH_SIZE];
+  int head_is_checkpoint; /* the last record is a checkpoint (another one would sign nothing new) */
   uint64_t account_count; /* accounts are numbered 1..account_count */
 
   /* Writer scratch (apply.c), allocated at open, NULL when read-only. */
@@ -127,6 +128,7 @@ typedef struct journal_head {
   uint64_t seq;
   uint64_t last_timestamp;
   uint8_t hash[JOURNAL_HASH_SIZE];
+  int is_checkpoint;
 } journal_head;
 
 /* ---- keys */

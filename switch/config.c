@@ -26,7 +26,15 @@
 
 #include "currency.h"
 
-enum section_kind { SEC_NONE, SEC_SWITCH, SEC_LEDGER, SEC_TLS, SEC_DISBURSE, SEC_PARTICIPANT };
+enum section_kind {
+  SEC_NONE,
+  SEC_SWITCH,
+  SEC_LEDGER,
+  SEC_TLS,
+  SEC_DISBURSE,
+  SEC_AUDIT,
+  SEC_PARTICIPANT
+};
 
 typedef enum key_type { T_ADDR, T_STR, T_TLS_PATH, T_U32, T_U64, T_LOG_LEVEL } key_type;
 
@@ -65,6 +73,8 @@ static const key_def keys[] = {
     {SEC_DISBURSE, "retry_ms", T_U32, offsetof(sw_config, disburse_retry_ms), 10, 3600000},
     {SEC_DISBURSE, "item_expiry_ms", T_U32, offsetof(sw_config, disburse_item_expiry_ms), 1000,
      86400000},
+    {SEC_AUDIT, "checkpoint_key", T_TLS_PATH, offsetof(sw_config, checkpoint_key), 0, 0},
+    {SEC_AUDIT, "checkpoint_every", T_U32, offsetof(sw_config, checkpoint_every), 1, 100000000},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -101,7 +111,8 @@ typedef struct parse_ctx {
   enum section_kind section;
   char label[200]; /* the current section's name, for messages */
   int section_line;
-  int switch_line, ledger_line, tls_line, disburse_line; /* header lines of the fixed sections, 0 = absent */
+  int switch_line, ledger_line, tls_line, disburse_line,
+      audit_line; /* header lines of the fixed sections, 0 = absent */
   int key_line[N_KEYS];
   enum pkey last_pkey;
   size_t cur; /* index of the current participant */
@@ -701,6 +712,9 @@ static void section_header(parse_ctx *c, const char *text, size_t len) {
   } else if (strcmp(c->label, "disburse") == 0) {
     c->section = SEC_DISBURSE;
     seen = &c->disburse_line;
+  } else if (strcmp(c->label, "audit") == 0) {
+    c->section = SEC_AUDIT;
+    seen = &c->audit_line;
   } else if (strncmp(c->label, participant, sizeof participant - 1) == 0 &&
              (c->label[sizeof participant - 1] == 0 ||
               isspace((unsigned char)c->label[sizeof participant - 1]))) {
@@ -719,7 +733,7 @@ static void section_header(parse_ctx *c, const char *text, size_t len) {
     return;
   } else {
     cfg_error(c, c->lineno, c->label, NULL,
-              "unknown section (expected switch, ledger, tls or participant ID)");
+              "unknown section (expected switch, ledger, tls, audit or participant ID)");
     return;
   }
   if (*seen)
@@ -955,6 +969,7 @@ static int set_defaults(sw_config *cfg, const char *path) {
   cfg->disburse_max_attempts = 8;
   cfg->disburse_retry_ms = 1000;
   cfg->disburse_item_expiry_ms = 30000;
+  cfg->checkpoint_every = 1000;
   cfg->path = strdup(path);
   cfg->data_dir = strdup("var/tumad");
   return cfg->path && cfg->data_dir ? 0 : SW_CONFIG_E_NOMEM;
@@ -1017,6 +1032,7 @@ void sw_config_free(sw_config *cfg) {
   free(cfg->path);
   free(cfg->data_dir);
   free(cfg->directory_secret_file);
+  free(cfg->checkpoint_key);
   free(cfg->tls_ca);
   free(cfg->tls_cert);
   free(cfg->tls_key);

@@ -80,6 +80,10 @@ typedef struct sw_config {
   char *tls_key;
   char *tls_crl;
 
+  /* [audit]: signed journal checkpoints (ledger/JOURNAL.md) */
+  char *checkpoint_key;      /* Ed25519 private key (PEM), absolute path; NULL = no checkpoints */
+  uint32_t checkpoint_every; /* batches between checkpoints, 1..100000000, default 1000 */
+
   /* [participant ID] sections, in file order */
   sw_config_participant *participants;
   size_t n_participants;

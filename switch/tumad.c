@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "disburse.h"
 
@@ -122,6 +123,7 @@ int main(int argc, char **argv) {
   sw.log.level = (int)cfg.log_level;
   sw.next_correlation = 1ull << 63; /* never equal to a client's id below 2^63 */
   struct event *sigterm = NULL, *sigint = NULL;
+  ledger_audit_key *checkpoint_key = NULL;
   if (open_stores(&sw, &cfg))
     goto out;
   /* Before the writer thread starts: configured participants, applied synchronously. */
@@ -130,7 +132,18 @@ int main(int argc, char **argv) {
   sw.base = event_base_new();
   if (!sw.base)
     goto out;
-  ledger_queue_options qo = {cfg.queue_capacity, cfg.batch_max};
+  ledger_queue_options qo = {.capacity = cfg.queue_capacity, .max_batch = cfg.batch_max};
+  if (cfg.checkpoint_key) { /* [audit]: signed checkpoints through the writer thread */
+    char kerr[512] = "";
+    if (ledger_audit_key_load(cfg.checkpoint_key, 1, &checkpoint_key, kerr, sizeof kerr)) {
+      sw_log(&sw.log, SW_LOG_ERROR, "audit.checkpoint_key", "error=\"%s\"", kerr);
+      goto out;
+    }
+    qo.sign = ledger_audit_key_sign_cb;
+    qo.sign_arg = checkpoint_key;
+    qo.fingerprint = ledger_audit_key_fingerprint(checkpoint_key);
+    qo.checkpoint_every = cfg.checkpoint_every;
+  }
   if (sw_commit_start(sw.base, sw.ledger, &qo, &sw.commit)) {
     sw_log(&sw.log, SW_LOG_ERROR, "ledger.writer_failed", "reason=\"cannot start\"");
     goto out;
@@ -173,6 +186,7 @@ out:
     event_base_free(sw.base);
   sw_registry_close(sw.registry);
   ledger_close(sw.ledger);
+  ledger_audit_key_free(checkpoint_key);
   sw_config_free(&cfg);
   return status;
 }

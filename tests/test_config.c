@@ -240,6 +240,22 @@ Test(config, relative_tls_paths_resolve_against_the_file_directory) {
   cr_assert_str_eq(cfg.data_dir, "var/tumad", "data_dir stays as written");
 }
 
+Test(config, audit_checkpoint_keys) {
+  cr_assert_eq(load(TLS), 0, "%s", err);
+  cr_assert_null(cfg.checkpoint_key, "no checkpoints unless a key is configured");
+  cr_assert_eq(cfg.checkpoint_every, 1000);
+  sw_config_free(&cfg);
+  cr_assert_eq(load(TLS "[audit]\ncheckpoint_key = audit/ckp.key\ncheckpoint_every = 5\n"), 0, "%s",
+               err);
+  char want[4300];
+  snprintf(want, sizeof want, "%s/audit/ckp.key", scratch);
+  cr_assert_str_eq(cfg.checkpoint_key, want, "relative to the file's directory");
+  cr_assert_eq(cfg.checkpoint_every, 5);
+  sw_config_free(&cfg);
+  expect_error(TLS "[audit]\ncheckpoint_every = 0\n", 6,
+               "[audit] checkpoint_every: out of range: 0 (allowed 1..100000000)");
+}
+
 Test(config, relative_config_path_gives_absolute_tls_paths) {
   char sub[4096], want[4200];
   snprintf(sub, sizeof sub, "%s/conf", scratch);
@@ -312,7 +328,7 @@ Test(config, at_most_256_participants) {
 
 Test(config, error_unknown_section) {
   expect_error(TLS "\n[swtich]\n", 6,
-               "[swtich]: unknown section (expected switch, ledger, tls or participant ID)");
+               "[swtich]: unknown section (expected switch, ledger, tls, audit or participant ID)");
 }
 
 Test(config, error_unknown_key) {
