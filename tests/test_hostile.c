@@ -850,11 +850,16 @@ static int flood_child(uint16_t port, const char *ca, const char *cert, const ch
   uint8_t *in = malloc(cap);
   int64_t deadline = mono_ms() + 120000;
   while (expect <= want && mono_ms() < deadline) {
-    if (off < len) {
+    struct pollfd pf = {fd, (short)(POLLIN | (off < len ? POLLOUT : 0)), 0};
+    if (!SSL_pending(ssl) && poll(&pf, 1, 100) <= 0)
+      continue;
+    if (off < len && (pf.revents & POLLOUT)) {
       int n = SSL_write(ssl, chunk + off, (int)(len - off));
       if (n > 0)
         off += (size_t)n;
     }
+    if (!SSL_pending(ssl) && !(pf.revents & POLLIN))
+      continue;
     int n = SSL_read(ssl, in + have, (int)(cap - have));
     if (n <= 0) {
       int e = SSL_get_error(ssl, n);
