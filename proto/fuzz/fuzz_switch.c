@@ -309,7 +309,15 @@ static void settle(fuzz_state *s) {
   s->sw.blocked = NULL;
 }
 
+/* At exit: the scratch directory goes too. */
+static void state_free_at_exit(void) {
+  state_free(g_state);
+  g_state = NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (!g_state)
+    atexit(state_free_at_exit);
   if (!g_state || g_state->inputs >= RESET_EVERY) {
     state_free(g_state);
     g_state = state_new();
