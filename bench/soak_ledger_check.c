@@ -38,8 +38,8 @@ int main(int argc, char **argv) {
   ledger_totals t;
   uint64_t seq = 0, bad = 0;
   int totals_ok = ledger_totals_of(l, &t) == 0;
-  int balanced = totals_ok && t.debits_posted == t.credits_posted &&
-                 t.debits_pending == t.credits_pending;
+  int balanced =
+      totals_ok && t.debits_posted == t.credits_posted && t.debits_pending == t.credits_pending;
   int chain = ledger_journal_verify(l, &bad) == 0 && ledger_journal_head(l, &seq, NULL) == 0;
   printf("{\"accounts\":%" PRIu64 ",\"debits_posted\":", totals_ok ? t.accounts : 0);
   print_u128(totals_ok ? t.debits_posted : 0);

@@ -236,8 +236,7 @@ static int write_config(sh_switch *h, const sh_options *o) {
           o && o->max_expiry_ms ? o->max_expiry_ms : 60000,
           o && o->log_level ? o->log_level : "debug", h->pki, h->pki, h->pki,
           o && o->tls_crl ? "crl = " : "", o && o->tls_crl ? h->pki : "",
-          o && o->tls_crl ? "/crl.pem\n" : "", SH_DEPOSIT,
-          SH_DEPOSIT, SH_GAMMA_CAP, SH_DEPOSIT);
+          o && o->tls_crl ? "/crl.pem\n" : "", SH_DEPOSIT, SH_DEPOSIT, SH_GAMMA_CAP, SH_DEPOSIT);
   if (o && (o->map_size_mb || o->map_size_max_mb)) {
     fprintf(f, "\n[ledger]\n");
     if (o->map_size_mb)

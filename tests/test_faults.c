@@ -6,25 +6,25 @@
  * TUMA_FAULTINJECT names the shim (tests/meson.build sets it); without it, or when tumad does
  * not load it, the sync test skips itself and says why.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <openssl/ssl.h>
-#include <poll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "frame.h"
 #include "ledger.h"
@@ -470,7 +470,6 @@ static void describe_result(const Tuma__V1__Envelope *r, char *out, size_t outle
            m->transfer_id.len == 16 ? m->transfer_id.data[15] : 0);
 }
 
-
 /* The next envelope on c is the TransferResult w; returns it (the caller frees). */
 static Tuma__V1__Envelope *expect_result_env(tc_client *c, const char *who, const want_result *w,
                                              int timeout_ms) {
@@ -577,7 +576,6 @@ static void transfer_ok(it_ctx *t, tc_client *payer, const char *payer_name, tc_
   expect_result(payee, payee_name, corr + 1, id, ST_COMMITTED, 0);
   track(t, id, ST_COMMITTED, "transfer_ok");
 }
-
 
 /* ================================================================ more helpers */
 

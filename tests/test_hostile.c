@@ -5,25 +5,25 @@
  * answered, others served, ledger as told, memory bounded by a generous margin), never on
  * speed. Same harness and end-of-test ledger check as tests/test_switch.c.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <openssl/ssl.h>
-#include <poll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "frame.h"
 #include "ledger.h"
@@ -465,7 +465,6 @@ static void describe_result(const Tuma__V1__Envelope *r, char *out, size_t outle
            m->transfer_id.len == 16 ? m->transfer_id.data[15] : 0);
 }
 
-
 /* The next envelope on c is the TransferResult w; returns it (the caller frees). */
 static Tuma__V1__Envelope *expect_result_env(tc_client *c, const char *who, const want_result *w,
                                              int timeout_ms) {
@@ -653,8 +652,8 @@ Test(hostile, thousands_of_idle_connections, .timeout = 600) {
   enum { WANT_IDLE = 2000, RAW = 100, SPARE = 300 };
   unsigned lim = raise_nofile(WANT_IDLE + RAW + SPARE);
   size_t n_idle = lim >= WANT_IDLE + RAW + SPARE ? WANT_IDLE
-                  : lim > RAW + SPARE + 100     ? lim - RAW - SPARE
-                                                : 0;
+                  : lim > RAW + SPARE + 100      ? lim - RAW - SPARE
+                                                 : 0;
   if (n_idle < 100)
     cr_skip_test("RLIMIT_NOFILE hard limit %u is too low for this test", lim);
   if (n_idle < WANT_IDLE)
@@ -796,8 +795,8 @@ static size_t ping_frames(uint8_t *buf, size_t cap, uint64_t first, uint64_t *ne
  * reading, until the switch stops reading it (a write makes no progress for 1 s) or
  * FLOOD_MAX_PINGS; tells the parent ('F' on report), waits for its go ('R' on go), then reads
  * every Pong, in order, finishing its last write on the way. Exit status 0: all answered. */
-static int flood_child(uint16_t port, const char *ca, const char *cert, const char *key,
-                       int report, int go) {
+static int flood_child(uint16_t port, const char *ca, const char *cert, const char *key, int report,
+                       int go) {
   tc_client *c = NULL;
   char err[300];
   if (tc_connect(port, ca, cert, key, 5000, &c, err, sizeof err) != TC_OK)
@@ -870,8 +869,8 @@ static int flood_child(uint16_t port, const char *ca, const char *cert, const ch
     have += (size_t)n;
     size_t at = 0;
     while (have - at >= 4) {
-      size_t body = (size_t)in[at] << 24 | (size_t)in[at + 1] << 16 | (size_t)in[at + 2] << 8 |
-                    in[at + 3];
+      size_t body =
+          (size_t)in[at] << 24 | (size_t)in[at + 1] << 16 | (size_t)in[at + 2] << 8 | in[at + 3];
       if (have - at < 4 + body)
         break;
       Tuma__V1__Envelope *r = tuma__v1__envelope__unpack(NULL, body, in + at + 4);
@@ -1056,8 +1055,8 @@ Test(hostile, bad_certificates) {
   snprintf(dir, sizeof dir, "%s/other", t->h->dir);
   const char *init[] = {"pki", "init", "--dir", dir, NULL};
   cr_assert_eq(sh_run_cli(t->h, init, 10000), 0, "tuma pki init (another CA)");
-  const char *issue[] = {"pki", "issue", "--dir", dir, "--name", "gamma", "--role", "operator",
-                         NULL};
+  const char *issue[] = {"pki",   "issue",  "--dir",    dir, "--name",
+                         "gamma", "--role", "operator", NULL};
   cr_assert_eq(sh_run_cli(t->h, issue, 10000), 0);
   snprintf(cert, sizeof cert, "%s/gamma.crt", dir);
   snprintf(key, sizeof key, "%s/gamma.key", dir);

@@ -6,26 +6,26 @@
  * journal verification passes. Bounded: 5 rounds, at most 300 batches of 32 per round, 4 min.
  * The random seed is logged (criterion --verbose) for a rerun.
  */
-#include <criterion/criterion.h>
-#include <pthread.h>
-#include <criterion/logging.h>
 #include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <openssl/ssl.h>
-#include <poll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "frame.h"
 #include "ledger.h"
@@ -471,7 +471,6 @@ static void describe_result(const Tuma__V1__Envelope *r, char *out, size_t outle
            m->transfer_id.len == 16 ? m->transfer_id.data[15] : 0);
 }
 
-
 /* The next envelope on c is the TransferResult w; returns it (the caller frees). */
 static Tuma__V1__Envelope *expect_result_env(tc_client *c, const char *who, const want_result *w,
                                              int timeout_ms) {
@@ -579,7 +578,6 @@ static void transfer_ok(it_ctx *t, tc_client *payer, const char *payer_name, tc_
   track(t, id, ST_COMMITTED, "transfer_ok");
 }
 
-
 static Tuma__V1__AdminEnvelope *admin_call(it_ctx *t, tc_client *adm,
                                            Tuma__V1__AdminEnvelope *env) {
   env->correlation_id = ++t->admin_corr + 1000;
@@ -635,7 +633,6 @@ static void drop_all(it_ctx *t) {
     tc_close(t->clients[i], 0);
   t->n_clients = 0;
 }
-
 
 /* ================================================================ crash under load */
 
@@ -724,8 +721,8 @@ static int cr_read(cr_run *run, size_t first, tc_client *c, int body, size_t wan
 /* One batch: CR_BATCH pipelined prepares payer → payee, the payee commits most and aborts
  * some, both read their outcomes. Returns 0, or -1 as soon as a connection fails (tumad was
  * killed): what was told up to then is noted. */
-static int cr_batch(cr_run *run, tc_client *payer, tc_client *payee, int from_alpha,
-                    uint64_t *corr, unsigned *seed) {
+static int cr_batch(cr_run *run, tc_client *payer, tc_client *payee, int from_alpha, uint64_t *corr,
+                    unsigned *seed) {
   size_t first = run->n;
   if (run->n + CR_BATCH > CR_MAX)
     return 0;

@@ -157,7 +157,8 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
 
 /* Replicates server.c's index placement (open addressing by id) for the fake connections. */
 static void index_put(sw_switch *sw, sw_conn *c) {
-  size_t size = sw->conn_index_size, k = (size_t)((c->id * 0x9e3779b97f4a7c15ull) >> 20) & (size - 1);
+  size_t size = sw->conn_index_size,
+         k = (size_t)((c->id * 0x9e3779b97f4a7c15ull) >> 20) & (size - 1);
   while (sw->conn_index[k])
     k = (k + 1) & (size - 1);
   sw->conn_index[k] = c;
