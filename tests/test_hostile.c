@@ -662,7 +662,28 @@ Test(hostile, thousands_of_idle_connections, .timeout = 600) {
   memset(&o, 0, sizeof o);
   o.max_connections = (uint32_t)(n_idle + RAW + 64);
   o.log_level = "info";
+  /* tumad starts with the usual soft limit of 1024 open files and must raise it itself. */
+  struct rlimit rl;
+  cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  rlim_t ours = rl.rlim_cur;
+  if (rl.rlim_cur > 1024) {
+    rl.rlim_cur = 1024;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
   it_ctx *t = it_start(&o);
+  rl.rlim_cur = ours;
+  cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  unsigned long long tumad_soft = 0;
+  char lpath[64], line[256];
+  snprintf(lpath, sizeof lpath, "/proc/%d/limits", (int)t->h->pid);
+  FILE *lf = fopen(lpath, "r");
+  while (lf && fgets(line, sizeof line, lf))
+    if (sscanf(line, "Max open files %llu", &tumad_soft) == 1)
+      break;
+  if (lf)
+    fclose(lf);
+  cr_assert_geq(tumad_soft, (unsigned long long)n_idle + RAW,
+                "tumad raised its soft RLIMIT_NOFILE from 1024 (now %llu)", tumad_soft);
   tc_client *a = op_connect(t, "alpha"), *b = op_connect(t, "beta");
 
   char cert[SH_PATH_MAX + 80], key[SH_PATH_MAX + 80];
