@@ -588,20 +588,22 @@ static void drop_all(it_ctx *t) {
 
 /* ================================================================ a failed sync */
 
-/* Under tests/faultinject.c, fdatasync/fsync/msync fail while a trigger file exists. A prepare
- * whose reservation could not be synced is refused (ABORTED 2001, never forwarded); a fulfil
- * whose commit could not be synced leaves the transfer RESERVED (the payee is told 2001, the
- * payer nothing). Once syncs work again, both complete; after a kill -9 and a restart the
- * ledger holds exactly what was acknowledged and its journal verifies. */
-Test(faults, failed_sync_is_never_acknowledged) {
+/* Under tests/faultinject.c, a storage call fails while a trigger file exists (trigger_var
+ * names it: syncs, or writes as on a full disk). A prepare whose reservation could not be
+ * committed is refused (ABORTED prepare_code, never forwarded); a fulfil whose commit could not
+ * be made leaves the transfer RESERVED (the payee is told 2001, the payer nothing). Once the
+ * storage works again, both complete; after a kill -9 and a restart the ledger holds exactly
+ * what was acknowledged and its journal verifies. Skips itself when the shim is not there or
+ * not loaded. */
+static void storage_fault(const char *trigger_var, const char *injected, unsigned prepare_code) {
   const char *shim = getenv("TUMA_FAULTINJECT");
   if (!shim || access(shim, R_OK) != 0)
     cr_skip_test("the fault-injection shim is not available (TUMA_FAULTINJECT unset)");
   char trigger[128];
-  snprintf(trigger, sizeof trigger, "/tmp/tuma-fi-sync-%d", (int)getpid());
+  snprintf(trigger, sizeof trigger, "/tmp/tuma-fi-%d", (int)getpid());
   unlink(trigger);
   setenv("LD_PRELOAD", shim, 1);
-  setenv("TUMA_FI_SYNC_FAIL_FILE", trigger, 1);
+  setenv(trigger_var, trigger, 1);
 #if defined(__SANITIZE_ADDRESS__)
   /* ASan insists on being first in the link order; the shim comes before it. */
   char asan[512];
@@ -636,13 +638,13 @@ Test(faults, failed_sync_is_never_acknowledged) {
   /* x: its reservation cannot be synced. Refused, and beta never hears of it. */
   prep px = simple(x, "beta", 300);
   send_prepare(a, "alpha", 30, &px);
-  expect_result(a, "alpha", 30, x, ST_ABORTED, 2001);
+  expect_result(a, "alpha", 30, x, ST_ABORTED, prepare_code);
   /* y: beta commits, the commit cannot be synced. Still reserved; alpha is told nothing. */
   send_fulfil(b, "beta", 40, y, FS_COMMITTED, NULL, 0);
   expect_result(b, "beta", 40, y, ST_RESERVED, 2001);
   expect_silence(a, "alpha", T_SILENCE);
   expect_silence(b, "beta", T_SILENCE);
-  cr_assert(sh_log_contains(t->h, "faultinject: fdatasync"), "the failure was injected");
+  cr_assert(sh_log_contains(t->h, injected), "the failure was injected (%s)", injected);
   send_ping(a, "alpha", 41, 41); /* tumad is up */
   expect_pong(a, "alpha", 41, 41);
 
@@ -670,6 +672,17 @@ Test(faults, failed_sync_is_never_acknowledged) {
   expect_result(a, "alpha", 71, y, ST_COMMITTED, 0);
   unsetenv("LD_PRELOAD");
   it_finish(t);
+}
+
+/* fdatasync fails (LMDB syncs its data pages with it): never acknowledged, 2001. */
+Test(faults, failed_sync_is_never_acknowledged) {
+  storage_fault("TUMA_FI_SYNC_FAIL_FILE", "faultinject: fdatasync", 2001);
+}
+
+/* The disk is full: LMDB's page writes fail with ENOSPC. Operators get 2003 (service
+ * unavailable), tumad stays up, and everything goes on once there is room. */
+Test(faults, disk_full_enospc) {
+  storage_fault("TUMA_FI_WRITE_FAIL_FILE", "-> errno 28", 2003);
 }
 
 /* ================================================================ the ledger's map fills up */
