@@ -27,6 +27,9 @@
 #include "frame.h"
 
 #define OUTPUT_HIGH_WATER (8u << 20) /* a payee with this much unsent is congested */
+/* A connection with this much unsent is read no further until its output drains: a peer that
+ * pipelines requests and never reads the replies cannot make them pile up without bound. */
+#define OUTPUT_READ_PAUSE (1u << 20)
 
 static void operator_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
                                int salen, void *arg);
@@ -400,8 +403,13 @@ static void conn_pause(sw_conn *c) {
 
 static void process_input(sw_conn *c);
 
+static size_t output_length(const sw_conn *c) {
+  return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
 static void conn_resume(sw_conn *c) {
-  if (c->read_paused && !c->closing && !c->blocked && c->in_flight < c->sw->cfg->max_in_flight) {
+  if (c->read_paused && !c->closing && !c->blocked && c->in_flight < c->sw->cfg->max_in_flight &&
+      output_length(c) <= OUTPUT_READ_PAUSE) {
     c->read_paused = 0;
     bufferevent_enable(c->bev, EV_READ);
     process_input(c); /* frames may be waiting in the buffer already */
@@ -487,8 +495,8 @@ static void process_input(sw_conn *c) {
       sw_operator_dispatch(c, env);
       tuma__v1__envelope__free_unpacked(env, NULL);
     }
-    if (c->in_flight >= sw->cfg->max_in_flight)
-      conn_pause(c);
+    if (c->in_flight >= sw->cfg->max_in_flight || output_length(c) > OUTPUT_READ_PAUSE)
+      conn_pause(c); /* write_cb resumes it once the output has drained */
   }
   /* A partial frame must complete within read_timeout_ms. */
   if (!c->closing && evbuffer_get_length(in) > 0 && !c->read_paused) {
@@ -520,6 +528,8 @@ static void write_cb(struct bufferevent *bev, void *arg) {
   sw_conn *c = arg;
   if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
     conn_free(c);
+  else if (c->read_paused)
+    conn_resume(c); /* paused for its output: drained now (the low watermark is 0) */
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg) {

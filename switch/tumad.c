@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "audit.h"
 #include "daemon.h"
@@ -52,6 +53,28 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
 
 static void space_cb(void *arg) {
   sw_server_unblock(arg);
+}
+
+/* Raises the soft limit on open files so that max_connections connections fit beside the
+ * stores, listeners and logs (FD_SPARE): as far as the hard limit allows. If it does not, a
+ * warning says so and accept() failures beyond the limit are what remains (the listener
+ * retries); raise the hard limit (systemd LimitNOFILE=, ulimit -Hn) for more connections. */
+#define FD_SPARE 128u
+static void raise_fd_limit(sw_switch *sw, const sw_config *cfg) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return;
+  rlim_t want = (rlim_t)cfg->max_connections + FD_SPARE;
+  if (rl.rlim_cur >= want)
+    return;
+  rlim_t got = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+  rl.rlim_cur = got;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    got = 0;
+  if (got < want)
+    sw_log(&sw->log, SW_LOG_WARN, "fd_limit.low",
+           "max_connections=%u nofile_hard=%llu reason=\"cannot raise RLIMIT_NOFILE enough\"",
+           cfg->max_connections, (unsigned long long)rl.rlim_max);
 }
 
 static int open_stores(sw_switch *sw, const sw_config *cfg) {
@@ -123,6 +146,7 @@ int main(int argc, char **argv) {
   sw.log.level = (int)cfg.log_level;
   sw.next_correlation = 1ull << 63; /* never equal to a client's id below 2^63 */
   struct event *sigterm = NULL, *sigint = NULL;
+  raise_fd_limit(&sw, &cfg);
   ledger_audit_key *checkpoint_key = NULL;
   if (open_stores(&sw, &cfg))
     goto out;

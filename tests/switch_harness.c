@@ -198,8 +198,8 @@ static int write_config(sh_switch *h, const sh_options *o) {
           "metrics_listen = 127.0.0.1:%u\n"
           "data_dir = %s\n"
           "max_frame_bytes = %u\n"
-          "max_connections = 64\n"
-          "max_in_flight = 256\n"
+          "max_connections = %u\n"
+          "max_in_flight = %u\n"
           "read_timeout_ms = %u\n"
           "max_expiry_ms = %u\n"
           "log_level = %s\n"
@@ -208,6 +208,7 @@ static int write_config(sh_switch *h, const sh_options *o) {
           "ca = %s/ca.crt\n"
           "cert = %s/tumad.crt\n"
           "key = %s/tumad.key\n"
+          "%s%s%s"
           "\n"
           "[participant alpha]\n"
           "name = Alpha Mobile Money\n"
@@ -229,11 +230,25 @@ static int write_config(sh_switch *h, const sh_options *o) {
           "msisdn_prefixes = 25472\n",
           h->port, h->admin_port, h->metrics_port, h->data_dir,
           o && o->max_frame_bytes ? o->max_frame_bytes : 4096,
+          o && o->max_connections ? o->max_connections : 64,
+          o && o->max_in_flight ? o->max_in_flight : 256,
           o && o->read_timeout_ms ? o->read_timeout_ms : 500,
           o && o->max_expiry_ms ? o->max_expiry_ms : 60000,
-          o && o->log_level ? o->log_level : "debug", h->pki, h->pki, h->pki, SH_DEPOSIT,
-          SH_DEPOSIT, SH_GAMMA_CAP, SH_DEPOSIT);
+          o && o->log_level ? o->log_level : "debug", h->pki, h->pki, h->pki,
+          o && o->tls_crl ? "crl = " : "", o && o->tls_crl ? h->pki : "",
+          o && o->tls_crl ? "/crl.pem\n" : "", SH_DEPOSIT, SH_DEPOSIT, SH_GAMMA_CAP, SH_DEPOSIT);
+  if (o && (o->map_size_mb || o->map_size_max_mb)) {
+    fprintf(f, "\n[ledger]\n");
+    if (o->map_size_mb)
+      fprintf(f, "map_size_mb = %u\n", o->map_size_mb);
+    if (o->map_size_max_mb)
+      fprintf(f, "map_size_max_mb = %u\n", o->map_size_max_mb);
+  }
   return fclose(f) == 0 ? 0 : -1;
+}
+
+int sh_write_config(sh_switch *h) {
+  return write_config(h, &h->opts);
 }
 
 int sh_create(const sh_options *opts, sh_switch **out, char *err, size_t errlen) {

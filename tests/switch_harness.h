@@ -38,6 +38,11 @@ typedef struct sh_options {
   uint32_t read_timeout_ms; /* 0 = 500 (the partial-frame timeout) */
   uint32_t max_expiry_ms;   /* 0 = 60000 */
   const char *log_level;    /* NULL = "debug" */
+  uint32_t max_connections; /* 0 = 64 */
+  uint32_t max_in_flight;   /* 0 = 256 */
+  uint32_t map_size_mb;     /* [ledger] map_size_mb; 0 = not written (tumad's default) */
+  uint32_t map_size_max_mb; /* [ledger] map_size_max_mb; 0 = not written */
+  int tls_crl;              /* 1: [tls] crl = DIR/pki/crl.pem (tuma pki init writes it) */
 } sh_options;
 
 typedef struct sh_switch {
@@ -62,6 +67,10 @@ typedef struct sh_switch {
  * in err[errlen] (then *out is NULL and nothing is left behind but the directory). The
  * caller frees *out with sh_destroy(). Cost: one CA and eight key pairs (tens of ms). */
 int sh_create(const sh_options *opts, sh_switch **out, char *err, size_t errlen);
+
+/* Rewrites DIR/tumad.ini from h->opts (after a test changed them; takes effect at the next
+ * sh_start). Returns 0, or -1 if the file cannot be written. */
+int sh_write_config(sh_switch *h);
 
 /* Runs the CLI: tuma pki issue --dir DIR/pki --name NAME --role ROLE --out OUTDIR (OUTDIR NULL
  * = DIR/certs), plus extra arguments (NULL-terminated list, may be NULL). 0 on exit status 0. */

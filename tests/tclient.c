@@ -362,3 +362,11 @@ void tc_close(tc_client *c, int graceful) {
   }
   free_client(c);
 }
+
+int tc_fd(const tc_client *c) {
+  return c ? c->fd : -1;
+}
+
+void *tc_ssl(const tc_client *c) {
+  return c ? c->ssl : NULL;
+}

@@ -75,6 +75,12 @@ int tc_wait_closed(tc_client *c, int timeout_ms, size_t *discarded);
  * call on c. */
 const char *tc_last_error(const tc_client *c);
 
+/* The connection's socket and its OpenSSL SSL object (as void *), for tests that drive the
+ * connection themselves (non-blocking floods). Only valid while nothing is buffered in c (no
+ * partial frame received). Borrowed until tc_close(). */
+int tc_fd(const tc_client *c);
+void *tc_ssl(const tc_client *c);
+
 /* Closes the connection. graceful: send a TLS close_notify first; otherwise the socket is just
  * closed (a dropped connection). Accepts NULL. */
 void tc_close(tc_client *c, int graceful);
