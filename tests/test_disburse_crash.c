@@ -39,6 +39,8 @@
 #define T_CMD 60000    /* ms: a command that should finish promptly */
 #define T_FINISH 180000 /* ms: after the last restart, the batch completes (an item in flight at
                            a crash may wait for its 30 s expiry, then retry) */
+#define T_RETRIED 90000 /* ms: items waiting for a retry (no ledger transfer) paid once the payee
+                           is back (backoff 1 s doubling, a few tries) */
 #define T_EXIT 30000   /* ms: an opsim stopping after SIGTERM */
 
 enum {
@@ -56,10 +58,28 @@ static const char *const PROG = "relief";
 
 static sh_switch *g_h;
 
+/* The disbursement events of DIR/tumad.log (across restarts) to stderr: what a failure report
+ * needs (resumed, cycle_started, …), without the connections of the status polls. */
+static void dump_disburse_events(const sh_switch *h) {
+  FILE *f = fopen(h->log, "r");
+  if (f == NULL)
+    return;
+  char line[1024];
+  int shown = 0;
+  while (fgets(line, sizeof line, f) != NULL && shown < 200)
+    if ((strstr(line, "event=disburse.") != NULL && strstr(line, "upload") == NULL) ||
+        strstr(line, "event=transfers.recovered") != NULL) {
+      fprintf(stderr, "[tumad] %s", line);
+      shown++;
+    }
+  fclose(f);
+}
+
 static void dc_fini(void) {
   if (g_h == NULL)
     return;
-  sh_dump_log(g_h, "tumad", 60);
+  sh_dump_log(g_h, "tumad", 20);
+  dump_disburse_events(g_h);
   fprintf(stderr, "[tumad] scratch directory kept: %s\n", g_h->dir);
   sh_destroy(g_h, 0);
   g_h = NULL;
@@ -1161,7 +1181,7 @@ Test(disburse_crash, items_waiting_for_a_retry_survive_a_kill) {
   crash_restart(&z, 100);
   crash_note(&z, "killed with %d items of beta waiting for a retry", N / 2);
   opsim_start(&z, 1);
-  wait_state(&z, batch, "completed", T_FINISH);
+  wait_state(&z, batch, "completed", T_RETRIED);
   credits c[2];
   report rep = reconcile(&z, batch, N, 1, total, before, c);
   prog_info after = programme_show(&z);
@@ -1189,16 +1209,16 @@ static uint64_t last_list_upload(dz *z) {
   return batch;
 }
 
-/* A list of 6000 rows uploaded in 2 KiB chunks; tumad is killed while it validates them (twice,
+/* A list of 20000 rows uploaded in 2 KiB chunks; tumad is killed while it validates them (twice,
  * at random moments after the upload started). At each restart the half-uploaded batch is
  * discarded (refused, "upload interrupted by a restart"), and the same file is then accepted
  * whole as a new batch, which can be approved. */
 Test(disburse_crash, kill_during_upload_discards_the_batch) {
   unsigned seed = crash_seed("kill_during_upload_discards_the_batch");
-  enum { N = 6000 };
+  enum { N = 20000 };
   dz z;
   dz_start(&z, 0);
-  make_programme(&z, 100000000);
+  make_programme(&z, 10000000000ull);
   register_beneficiaries(&z, N);
   uint64_t total = 0;
   const char *path = write_list(&z, "big.csv", N, &total);
@@ -1220,7 +1240,7 @@ Test(disburse_crash, kill_during_upload_discards_the_batch) {
       cr_assert_lt(mono_ms(), deadline, "the upload starts");
       sleep_ms(5);
     }
-    int delay = draw(&seed, 0, 400);
+    int delay = draw(&seed, 0, 150);
     sleep_ms(delay);
     if (!ended)
       ended = proc_poll(&p, &st);
@@ -1262,8 +1282,7 @@ Test(disburse_crash, kill_during_upload_discards_the_batch) {
   free(r);
   prog_info before = programme_show(&z);
   approve_ok(&z, batch);
-  prog_info mid = programme_show(&z);
-  cr_assert_eq(mid.budget, before.budget);
+  prog_info mid = programme_show(&z); /* reserved, or already moved to the cycle's escrow */
   cr_assert_eq(before.available - mid.available, total,
                "the approval reserved the batch's total (and nothing for the discarded ones)");
   dz_stop(&z);
