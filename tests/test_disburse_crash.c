@@ -867,8 +867,10 @@ static void approve_ok(dz *z, uint64_t batch) {
 /* ================================================================ crashing */
 
 /* Up to `rounds` times: wait a random lo..hi ms, kill -9 tumad, leave it down 0..400 ms, start
- * it again; stops early once the batch is completed. Returns the kills done. */
-static int crash_rounds(dz *z, unsigned *seed, uint64_t batch, int rounds, int lo, int hi) {
+ * it again; stops early once the batch is completed or (cycle > 0) has moved past `cycle`.
+ * Returns the kills done. */
+static int crash_rounds(dz *z, unsigned *seed, uint64_t batch, uint32_t cycle, int rounds, int lo,
+                        int hi) {
   cr_assert_leq(rounds, MAX_KILLS);
   int done = 0;
   for (int k = 0; k < rounds; k++) {
@@ -883,7 +885,7 @@ static int crash_rounds(dz *z, unsigned *seed, uint64_t batch, int rounds, int l
                " pending %" PRIu64 " in flight %" PRIu64 " failed %" PRIu64,
                z->kills, delay, down, answered ? s.state : "?", s.cycle, s.n[3], s.n[1], s.n[2],
                s.n[4]);
-    if (answered && strcmp(s.state, "completed") == 0)
+    if (answered && (strcmp(s.state, "completed") == 0 || (cycle > 0 && s.cycle > cycle)))
       break;
   }
   return done;
@@ -1110,7 +1112,7 @@ Test(disburse_crash, batch_survives_random_kills) {
   const char *rate[] = {"--rate", "40", NULL};
   uint64_t batch = submit_ok(&z, path, N, total, rate);
   approve_ok(&z, batch);
-  int kills = crash_rounds(&z, &seed, batch, 5, 300, 2500);
+  int kills = crash_rounds(&z, &seed, batch, 0, 5, 300, 2500);
   cr_assert_gt(kills, 0);
   wait_state(&z, batch, "completed", T_FINISH);
   credits c[2];
@@ -1124,8 +1126,9 @@ Test(disburse_crash, batch_survives_random_kills) {
   dz_destroy(&z);
 }
 
-/* A recurring batch, 2 cycles 3 s apart, 200 beneficiaries at 50/s: kills across both cycles;
- * every wallet credited exactly twice. */
+/* A recurring batch, 2 cycles 3 s apart, 200 beneficiaries at 50/s: up to 3 kills in cycle 1,
+ * then up to 3 once cycle 2 is under way (waiting for its start or paying); every wallet
+ * credited exactly twice. */
 Test(disburse_crash, recurring_batch_survives_random_kills) {
   unsigned seed = crash_seed("recurring_batch_survives_random_kills");
   enum { N = 200 };
@@ -1139,7 +1142,21 @@ Test(disburse_crash, recurring_batch_survives_random_kills) {
   const char *extra[] = {"--rate", "50", "--cycles", "2", "--every", "3s", NULL};
   uint64_t batch = submit_ok(&z, path, N, total, extra);
   approve_ok(&z, batch);
-  int kills = crash_rounds(&z, &seed, batch, 6, 300, 2500);
+  int kills = crash_rounds(&z, &seed, batch, 1, 3, 300, 2000);
+  int64_t deadline = mono_ms() + T_FINISH;
+  status s;
+  for (;;) { /* cycle 2 under way (waiting for its start, or paying) */
+    s = batch_status(&z, batch);
+    if (s.cycle >= 2 || strcmp(s.state, "completed") == 0)
+      break;
+    cr_assert(mono_ms() < deadline, "cycle 2 begins (state %s, cycle %" PRIu32 ")", s.state,
+              s.cycle);
+    sleep_ms(100);
+  }
+  crash_note(&z, "cycle %" PRIu32 " (%s): paid %" PRIu64 " of its items", s.cycle, s.state,
+             s.n[3]);
+  if (strcmp(s.state, "completed") != 0)
+    kills += crash_rounds(&z, &seed, batch, 2, 3, 200, 2000);
   cr_assert_gt(kills, 0);
   wait_state(&z, batch, "completed", T_FINISH);
   credits c[2];
