@@ -1343,6 +1343,71 @@ Test(disburse_crash, kill_during_upload_discards_the_batch) {
   dz_destroy(&z);
 }
 
+/* The other side dies instead: the submitting CLI is killed (SIGKILL) in the middle of a large
+ * upload. tumad abandons the upload (its connection is gone): the batch is refused, the same
+ * file is accepted again, and a later restart of tumad (graceful, then kill -9) starts. */
+Test(disburse_crash, client_killed_during_upload) {
+  unsigned seed = crash_seed("client_killed_during_upload");
+  enum { N = 20000 };
+  dz z;
+  dz_start(&z, 0);
+  make_programme(&z, 10000000000ull);
+  register_beneficiaries(&z, N);
+  uint64_t total = 0;
+  const char *path = write_list(&z, "big.csv", N, &total);
+  const char *chunks[] = {"--chunk-bytes", "2048", NULL};
+  const char *args[T_ARGS];
+  submit_args(args, path, N, total, chunks);
+  cli_argv a;
+  cli_build(&z, &a, "manager", args);
+  proc p;
+  proc_start(&p, z.h->dir, a.tag, a.argv);
+  int64_t deadline = mono_ms() + T_CMD;
+  uint64_t batch = 0;
+  int st = 0, ended = 0;
+  while (!(ended = proc_poll(&p, &st)) && (batch = last_list_upload(&z)) == 0) {
+    cr_assert_lt(mono_ms(), deadline, "the upload starts");
+    sleep_ms(5);
+  }
+  int delay = draw(&seed, 0, 150);
+  sleep_ms(delay);
+  cr_assert(!ended && !proc_poll(&p, &st),
+            "the upload of %d rows ended within %d ms of its start: make the list larger", N,
+            delay);
+  cr_assert_eq(kill(p.pid, SIGKILL), 0);
+  proc_wait(&p, T_CMD);
+  crash_note(&z, "the CLI killed %d ms into the upload of batch %" PRIu64, delay, batch);
+  cr_assert(wait_for_text(z.h->log, "disburse.upload_abandoned", T_CMD),
+            "tumad notices the upload's connection is gone");
+  status s;
+  t_result *r = result_new();
+  deadline = mono_ms() + 15000;
+  for (;;) { /* the abandon is done within a tick of the notice */
+    const char *sargs[] = {"disburse", "status", u64s(batch), NULL};
+    cli_runv(&z, r, T_CMD, "manager", sargs);
+    if (r->status == 0 && strstr(r->out, "state refused") != NULL)
+      break;
+    cr_assert(mono_ms() < deadline,
+              "batch %" PRIu64 " is refused once its upload was abandoned; `tuma disburse status "
+              "%" PRIu64 "` says (exit %d): %s%s",
+              batch, batch, r->status, r->out, r->err);
+    sleep_ms(100);
+  }
+  free(r);
+  uint64_t again = submit_ok(&z, path, N, total, NULL);
+  cr_assert_neq(again, batch, "a new batch");
+  int stst = 0;
+  cr_assert_eq(sh_stop(z.h, 15000, &stst), 0, "tumad stops on SIGTERM");
+  char err[512] = "";
+  cr_assert_eq(sh_start(z.h, T_START, err, sizeof err), 0, "tumad starts again: %s", err);
+  crash_restart(&z, 100);
+  s = batch_status(&z, again);
+  cr_assert_str_eq(s.state, "submitted");
+  cr_assert_eq(s.n[1], N);
+  dz_stop(&z);
+  dz_destroy(&z);
+}
+
 /* A batch submitted, tumad killed before anyone approves it (at a random moment), restarted:
  * the batch is still submitted, the approval works, and it is paid to completion and
  * reconciled. */
