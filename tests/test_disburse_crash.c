@@ -11,7 +11,7 @@
  * that paid, not a try refused before the ledger); kills during the upload of a large list (the
  * batch is discarded at restart, the same file is then accepted and approved); the submitting
  * CLI killed mid-upload (tumad abandons it; restarts still work); a kill between submit and
- * approval.
+ * approval; kills during approvals (no reservation may be left open or made twice).
  *
  * Randomness: the kill delays come from a seed drawn from the clock and printed on stderr
  * ("seed N"); TUMA_CRASH_SEED=N replays the same delays. Every loop is bounded in count and
@@ -546,7 +546,9 @@ static int batch_status_try(dz *z, uint64_t batch, status *s) {
     return -1;
   }
   const char *p = strstr(r->out, "state ");
-  cr_assert_not_null(p, "%s", r->out);
+  cr_assert_not_null(
+      p, "`tuma disburse status %" PRIu64 "` exited 0 without a state: stdout '%s' stderr '%s'",
+      batch, r->out, r->err);
   sscanf(p + 6, "%31s", s->state);
   const char *c = strstr(r->out, "  cycle ");
   if (c != NULL)
@@ -807,15 +809,15 @@ static void register_beneficiaries(dz *z, int n) {
   free(r);
 }
 
-/* Writes a list file NAME (in DIR) with beneficiaries 0..n-1; *total gets the sum of their
- * amounts. Returns the path (static). */
-static const char *write_list(dz *z, const char *name, int n, uint64_t *total) {
+/* Writes a list file NAME (in DIR) with beneficiaries first..first+n-1; *total gets the sum of
+ * their amounts. Returns the path (static). */
+static const char *write_list_from(dz *z, const char *name, int first, int n, uint64_t *total) {
   static char path[SH_PATH_MAX + 64];
   static char text[T_FILE];
   size_t len = (size_t)snprintf(text, sizeof text,
                                 "beneficiary_id_type,beneficiary_id,amount,currency,reference\n");
   uint64_t sum = 0;
-  for (int k = 0; k < n; k++) {
+  for (int k = first; k < first + n; k++) {
     ben b = ben_make(k);
     len += (size_t)snprintf(text + len, sizeof text - len,
                             "national_id,%s,%" PRIu64 ".%02" PRIu64 ",KES,relief-%d\n", b.id,
@@ -827,6 +829,11 @@ static const char *write_list(dz *z, const char *name, int n, uint64_t *total) {
   write_file(path, text);
   *total = sum;
   return path;
+}
+
+/* The same from beneficiary 0. */
+static const char *write_list(dz *z, const char *name, int n, uint64_t *total) {
+  return write_list_from(z, name, 0, n, total);
 }
 
 /* The programme: funded by gamma's programme account, cap 5000.00 per beneficiary and cycle,
@@ -1424,6 +1431,76 @@ Test(disburse_crash, client_killed_during_upload) {
   s = batch_status(&z, again);
   cr_assert_str_eq(s.state, "submitted");
   cr_assert_eq(s.n[1], N);
+  dz_stop(&z);
+  dz_destroy(&z);
+}
+
+/* Kills during the approval itself: 8 batches of 10 (other beneficiaries each, cycle 1); for
+ * each, `tuma disburse approve` is started and tumad killed 0..40 ms later, then restarted. A
+ * batch still submitted is approved again (that must work); every batch is then paid, each
+ * wallet once, and nothing stays reserved: a reservation the crash left in the ledger without
+ * the approval being recorded must not be reserved twice nor stay open. */
+Test(disburse_crash, kill_during_approval) {
+  unsigned seed = crash_seed("kill_during_approval");
+  enum { B = 8, PER = 10, N = B * PER };
+  dz z;
+  dz_start(&z, N / 2);
+  make_programme(&z, 100000000);
+  prog_info before = programme_show(&z);
+  register_beneficiaries(&z, N);
+  uint64_t batch[B], total = 0;
+  for (int k = 0; k < B; k++) {
+    char name[32];
+    uint64_t t = 0;
+    snprintf(name, sizeof name, "list-%d.csv", k);
+    const char *path = write_list_from(&z, name, k * PER, PER, &t);
+    batch[k] = submit_ok(&z, path, PER, t, NULL);
+    total += t;
+  }
+  for (int k = 0; k < B; k++) {
+    const char *args[] = {"disburse", "approve", u64s(batch[k]), NULL};
+    cli_argv a;
+    cli_build(&z, &a, "approver", args);
+    proc p;
+    proc_start(&p, z.h->dir, a.tag, a.argv);
+    int delay = draw(&seed, 0, 40);
+    sleep_ms(delay);
+    int regs[2] = {registrations(&z, 0), registrations(&z, 1)};
+    crash_restart(&z, draw(&seed, 0, 200));
+    int st = proc_wait(&p, T_CMD);
+    wait_reconnected(&z, regs);
+    status s = batch_status(&z, batch[k]);
+    crash_note(&z, "batch %" PRIu64 ": killed %d ms into its approval (approve exit %d); state %s",
+               batch[k], delay, st, s.state);
+    if (strcmp(s.state, "submitted") == 0)
+      approve_ok(&z, batch[k]);
+    else
+      cr_assert(st != 1 || strcmp(s.state, "approved") == 0 || strcmp(s.state, "running") == 0 ||
+                    strcmp(s.state, "completed") == 0,
+                "batch %" PRIu64 " is approved or submitted (%s)", batch[k], s.state);
+  }
+  for (int k = 0; k < B; k++)
+    wait_state(&z, batch[k], "completed", T_FINISH);
+  credits c[2];
+  uint64_t credited = 0;
+  for (int op = 0; op < 2; op++) {
+    opsim_credits(&z, op, &c[op]);
+    credited += c[op].in_amount;
+  }
+  for (int k = 0; k < N; k++) {
+    ben b = ben_make(k);
+    cr_assert_eq(c[b.op].per_wallet[b.wallet], 1, "%s wallet %d credited once", OPS[b.op],
+                 b.wallet);
+    cr_assert_eq(c[b.op].amount_wallet[b.wallet], b.amount);
+  }
+  cr_assert_eq(credited, total);
+  prog_info after = programme_show(&z);
+  cr_assert_eq(before.budget - after.budget, total, "the budget paid the batches once");
+  cr_assert_eq(after.reserved, 0,
+               "nothing stays reserved (%s KES): a reservation of a crashed approval is left",
+               kes(after.reserved));
+  free(c[0].ids);
+  free(c[1].ids);
   dz_stop(&z);
   dz_destroy(&z);
 }
