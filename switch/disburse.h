@@ -54,6 +54,7 @@ struct sw_disburse {
   uint32_t retry_base_ms;    /* backoff: base × 2^(attempt-1), at most 60 s */
   uint64_t item_expiry_ms;   /* each payment's expiration from its start */
   uint64_t last_flush_ms, last_gc_ms;
+  uint64_t hold_until_ms; /* no item starts before (the payees reconnect after a start) */
 };
 
 /* Admin replies (disburse.c). */

@@ -29,6 +29,7 @@
 #define WAIT_FUNDS_RETRY_MS 5000
 #define RELEASES_PER_SUBMIT 1024
 #define RATE_SAMPLES 10
+#define RESUME_GRACE_MS 2000 /* after a start, the payee operators reconnect before items go */
 
 void sw_disburse_gc_uploads(sw_disburse *d);
 
@@ -249,6 +250,12 @@ int sw_payout_item_status(const sw_run *r, uint32_t cycle, uint32_t index, sw_it
 
 /* ---------------------------------------------------------------- item outcomes */
 
+/* The wait before the try after `tries` tries: retry_ms doubling, at most 60 s. */
+static uint64_t retry_delay(const sw_disburse *d, unsigned tries) {
+  uint64_t delay = (uint64_t)d->retry_base_ms << (tries > 7 ? 6 : tries ? tries - 1 : 0);
+  return delay > 60000 ? 60000 : delay;
+}
+
 /* Item i waits until `at` for its next try. */
 static void retry_later(sw_run *r, uint32_t i, uint64_t at) {
   run_item *it = &r->items[i];
@@ -340,9 +347,7 @@ static void item_not_paid(sw_run *r, uint32_t i, ledger_id id, unsigned code) {
   if (recorded && it->attempt < 255)
     it->attempt++;
   if (transient(code) && it->tries < d->max_attempts && !r->cancelling && it->attempt < 255) {
-    uint64_t delay = (uint64_t)d->retry_base_ms << (it->tries > 6 ? 6 : it->tries - 1);
-    if (delay > 60000)
-      delay = 60000;
+    uint64_t delay = retry_delay(d, it->tries);
     it->code = code;
     r->d->sw->metrics.disburse_retries++;
     retry_later(r, i, sw_now_ms() + delay);
@@ -607,12 +612,22 @@ static int phase_submit(sw_run *r, int kind, uint64_t conn, uint64_t corr, const
   size_t n = 0;
   ledger_id zero = {0, 0};
   if (kind == OP_RESERVE) {
-    r->b.reserve_try++; /* recorded before it is used, so a restart finds it */
-    int src = batch_save(r->d, &r->b);
-    if (src) {
-      r->b.reserve_try--;
-      free(op);
-      return LEDGER_E_IO;
+    /* A reservation of the current try still open (an approval whose record a crash lost) is
+       asked for again: the ledger answers `exists` and no second one is made. Otherwise a new
+       try, recorded before it is used, so a restart finds it. */
+    ledger_pending_state ps = LEDGER_PENDING_NONE;
+    uint64_t resolved = 0;
+    int open_already = r->b.reserve_try &&
+                       ledger_pending_state_of(r->d->sw->ledger, reserve_id(r), &ps, &resolved) == 0 &&
+                       ps == LEDGER_PENDING_OPEN;
+    if (!open_already) {
+      r->b.reserve_try++;
+      int src = batch_save(r->d, &r->b);
+      if (src) {
+        r->b.reserve_try--;
+        free(op);
+        return LEDGER_E_IO;
+      }
     }
     ev[n++] = sw_account_event(r->escrow, r->prog.currency, SW_ACCOUNT_ESCROW,
                                LEDGER_ACCOUNT_DEBITS_MUST_NOT_EXCEED_CREDITS);
@@ -919,6 +934,14 @@ static int run_resume_items(sw_run *r) {
     return rc;
   rc = sw_dstore_item_each(rs.t, r->b.number, 0, resume_item_cb, &rs);
   sw_dstore_abort(rs.t);
+  /* items tried before the stop keep their backoff: a run of restarts does not use their tries
+     up while the payee operators are still reconnecting */
+  uint64_t now = sw_now_ms();
+  for (uint32_t i = 0; !rc && i < r->n; i++) {
+    run_item *it = &r->items[i];
+    if (it->status == SW_ITEM_PENDING && !it->retry_wait && it->tries)
+      retry_later(r, i, now + retry_delay(r->d, it->tries));
+  }
   r->cursor = 0; /* run_pay skips what is settled, in flight or waiting */
   return rc;
 }
@@ -963,7 +986,7 @@ static void run_pay(sw_run *r, uint64_t now) {
   double cap = r->b.rate / 10.0 + 1; /* at most 100 ms of burst */
   if (r->tokens > cap)
     r->tokens = cap;
-  if (r->cancelling)
+  if (r->cancelling || now < d->hold_until_ms)
     return;
   sw_dstore_txn *t = NULL;
   if (sw_dstore_begin(d->store, 1, &t))
@@ -1191,6 +1214,7 @@ static int collect_cb(const sw_batch *b, void *arg) {
 }
 
 int sw_payout_resume(sw_disburse *d) {
+  d->hold_until_ms = sw_now_ms() + RESUME_GRACE_MS;
   sw_dstore_txn *t;
   batch_list l = {0};
   int rc = sw_dstore_begin(d->store, 1, &t);

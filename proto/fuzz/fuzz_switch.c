@@ -1,6 +1,8 @@
 /* fuzz_switch.c — libFuzzer target for every request handler tumad reaches from the network:
  * the operator dispatcher (hello, ping, party register / lookup, transfer prepare / fulfil /
- * query) and the admin dispatcher (participants, liquidity, caps, positions, the directory),
+ * query) and the admin dispatcher (participants, liquidity, caps, positions, the directory,
+ * and the disbursement messages: programmes, beneficiaries, chunked uploads, approval, status,
+ * report, reach — from admin, programme-manager and approver connections),
  * running in an in-process switch with a real ledger and registry in a scratch directory.
  *
  * What is real: switch/operator.c, admin.c, transfer.c, server.c (sending, participants),
@@ -12,7 +14,8 @@
  * deterministic. Expiry timers run in the event loop like in tumad.
  *
  * Input: a sequence of records [1 byte: which connection][4-byte big-endian length][body]; the
- * connection byte modulo 4 picks alpha, beta, gamma (operators) or the admin. A body that does
+ * connection byte modulo 6 picks alpha, beta, gamma (operators), the admin, a programme manager
+ * or an approver. A body that does
  * not decode is what server.c refuses before dispatch, so it is skipped. A TransferPrepare's
  * expiration_ms below 2^32 is read as relative to now (else nearly every prepare would be
  * refused as expired, and the state machine never reached). Everything the switch sends must
@@ -28,6 +31,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "disburse.h"
 #include "frame.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -40,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     }                                                                                              \
   } while (0)
 
-enum { RESET_EVERY = 500, QUEUE_CAP = 64, N_CONNS = 4 };
+enum { RESET_EVERY = 500, QUEUE_CAP = 64, N_CONNS = 6 };
 
 /* ---------------------------------------------------------------- a synchronous commit.h */
 
@@ -164,7 +168,7 @@ static void index_put(sw_switch *sw, sw_conn *c) {
   sw->conn_index[k] = c;
 }
 
-static sw_conn *fake_conn(sw_switch *sw, const char *identity, int admin) {
+static sw_conn *fake_conn(sw_switch *sw, const char *identity, int admin, const char *role) {
   sw_conn *c = calloc(1, sizeof *c);
   FUZZ_CHECK(c);
   c->sw = sw;
@@ -174,7 +178,7 @@ static sw_conn *fake_conn(sw_switch *sw, const char *identity, int admin) {
   c->bev = bufferevent_socket_new(sw->base, -1, 0);
   FUZZ_CHECK(c->bev);
   snprintf(c->identity, sizeof c->identity, "%s", identity);
-  snprintf(c->role, sizeof c->role, "%s", admin ? "admin" : "operator");
+  snprintf(c->role, sizeof c->role, "%s", role);
   snprintf(c->addr, sizeof c->addr, "fuzz");
   c->next = sw->conns;
   if (sw->conns)
@@ -197,9 +201,11 @@ static void state_free(fuzz_state *s) {
   if (!s)
     return;
   sw_switch *sw = &s->sw;
+  sw_disburse_stop(sw);
   sw_commit_close(sw->commit);
   sw->commit = NULL;
   sw_transfers_free(sw);
+  sw_disburse_close(sw);
   for (int i = 0; i < N_CONNS; i++)
     if (s->conns[i]) {
       bufferevent_free(s->conns[i]->bev);
@@ -259,13 +265,16 @@ static fuzz_state *state_new(void) {
   FUZZ_CHECK(sw->base);
   FUZZ_CHECK(sw_commit_start(sw->base, sw->ledger, NULL, &sw->commit) == 0);
   FUZZ_CHECK(sw_transfers_init(sw) == 0 && sw_transfers_recover(sw) == 0);
+  FUZZ_CHECK(sw_disburse_open(sw) == 0);
   sw->conn_index_size = 64;
   sw->conn_index = calloc(sw->conn_index_size, sizeof *sw->conn_index);
   FUZZ_CHECK(sw->conn_index);
-  s->conns[0] = fake_conn(sw, "alpha", 0);
-  s->conns[1] = fake_conn(sw, "beta", 0);
-  s->conns[2] = fake_conn(sw, "gamma", 0);
-  s->conns[3] = fake_conn(sw, "admin", 1);
+  s->conns[0] = fake_conn(sw, "alpha", 0, "operator");
+  s->conns[1] = fake_conn(sw, "beta", 0, "operator");
+  s->conns[2] = fake_conn(sw, "gamma", 0, "operator");
+  s->conns[3] = fake_conn(sw, "admin", 1, "admin");
+  s->conns[4] = fake_conn(sw, "manager", 1, "programme-manager");
+  s->conns[5] = fake_conn(sw, "approver", 1, "approver");
   return s;
 }
 

@@ -1,14 +1,18 @@
 /* make_switch_corpus.c — writes the seed corpus of fuzz_switch (corpus/switch/): conversations
- * in fuzz_switch's input format ([connection byte][frame]…; 0 alpha, 1 beta, 2 gamma, 3 admin)
+ * in fuzz_switch's input format ([connection byte][frame]…; 0 alpha, 1 beta, 2 gamma, 3 admin,
+ * 4 a programme manager, 5 an approver)
  * that reach each handler: hello and ping, two-phase transfers committed and aborted, routing
  * by party, party registration and lookup, an expiry, a net-debit-cap refusal, duplicates and
- * a modified duplicate, and every admin request. Run once; its output is committed.
+ * a modified duplicate, every admin request, and a disbursement from programme to reach (08).
+ * Run once; its output is committed.
  *
  *   make_switch_corpus DIR
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/sha.h>
 
 #include "frame.h"
 
@@ -21,6 +25,17 @@ static void put_op(seed *s, uint8_t who, Tuma__V1__Envelope *env) {
   size_t need = proto_envelope_frame_size(env), len = 0;
   if (s->len + 1 + need > sizeof s->buf ||
       proto_envelope_encode(env, s->buf + s->len + 1, need, &len) != PROTO_FRAME_OK) {
+    fprintf(stderr, "make_switch_corpus: encode failed\n");
+    exit(1);
+  }
+  s->buf[s->len] = who;
+  s->len += 1 + len;
+}
+
+static void put_admin_as(seed *s, uint8_t who, Tuma__V1__AdminEnvelope *env) {
+  size_t need = proto_admin_envelope_frame_size(env), len = 0;
+  if (s->len + 1 + need > sizeof s->buf ||
+      proto_admin_envelope_encode(env, s->buf + s->len + 1, need, &len) != PROTO_FRAME_OK) {
     fprintf(stderr, "make_switch_corpus: encode failed\n");
     exit(1);
   }
@@ -303,5 +318,85 @@ int main(int argc, char **argv) {
   }
   prepare(&s, 0, 7, "beta", NULL, "KES", 10, 30000);
   save(dir, "07-admin-all", &s);
+
+  /* 08: a disbursement: programme (admin), budget (admin), a list of two beneficiaries in one
+     chunk (manager), approval (approver), status, a report page and the reach (manager). */
+  memset(&s, 0, sizeof s);
+  {
+    static const char csv[] = "beneficiary_id_type,beneficiary_id,amount,reference,msisdn,sex\n"
+                              "national_id,12345678,10.00,seed 1,254700000001,F\n"
+                              "national_id,87654321,5.50,seed 2,254710000002,M\n";
+    uint8_t sha[32], fund_id[16] = {0x01, 0x7f, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9};
+    SHA256((const uint8_t *)csv, sizeof csv - 1, sha);
+    Tuma__V1__AdminEnvelope e = TUMA__V1__ADMIN_ENVELOPE__INIT;
+    Tuma__V1__ProgrammeCreate pc = TUMA__V1__PROGRAMME_CREATE__INIT;
+    pc.programme_id = (char *)"relief";
+    pc.name = (char *)"Relief";
+    pc.currency = (char *)"KES";
+    pc.funding_participant = (char *)"gamma";
+    pc.beneficiary_cap = 5000;
+    e.correlation_id = 1;
+    e.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_PROGRAMME_CREATE;
+    e.programme_create = &pc;
+    put_admin_as(&s, 3, &e);
+    Tuma__V1__ProgrammeFund pf = TUMA__V1__PROGRAMME_FUND__INIT;
+    pf.fund_id.data = fund_id;
+    pf.fund_id.len = 16;
+    pf.programme_id = (char *)"relief";
+    pf.amount = 100000;
+    e.correlation_id = 2;
+    e.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_PROGRAMME_FUND;
+    e.programme_fund = &pf;
+    put_admin_as(&s, 3, &e);
+    Tuma__V1__FileChunk ch = TUMA__V1__FILE_CHUNK__INIT;
+    ch.file_sha256.data = sha;
+    ch.file_sha256.len = 32;
+    ch.file_size = sizeof csv - 1;
+    ch.data.data = (uint8_t *)csv;
+    ch.data.len = sizeof csv - 1;
+    ch.last = 1;
+    Tuma__V1__BatchSubmit bs = TUMA__V1__BATCH_SUBMIT__INIT;
+    bs.programme_id = (char *)"relief";
+    bs.cycle = 1;
+    bs.expect_count = 2;
+    bs.expect_total = 1550;
+    bs.chunk = &ch;
+    e.correlation_id = 3;
+    e.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_SUBMIT;
+    e.batch_submit = &bs;
+    put_admin_as(&s, 4, &e);
+    Tuma__V1__BatchApprove ba = TUMA__V1__BATCH_APPROVE__INIT;
+    ba.batch_id = 1;
+    e.correlation_id = 4;
+    e.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_APPROVE;
+    e.batch_approve = &ba;
+    put_admin_as(&s, 5, &e);
+    Tuma__V1__BatchStatusQuery sq = TUMA__V1__BATCH_STATUS_QUERY__INIT;
+    sq.batch_id = 1;
+    e.correlation_id = 5;
+    e.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_STATUS_QUERY;
+    e.batch_status_query = &sq;
+    put_admin_as(&s, 4, &e);
+    Tuma__V1__BatchReportQuery rq = TUMA__V1__BATCH_REPORT_QUERY__INIT;
+    rq.batch_id = 1;
+    rq.limit = 10;
+    e.correlation_id = 6;
+    e.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_REPORT_QUERY;
+    e.batch_report_query = &rq;
+    put_admin_as(&s, 4, &e);
+    Tuma__V1__BatchReachQuery re = TUMA__V1__BATCH_REACH_QUERY__INIT;
+    re.batch_id = 1;
+    e.correlation_id = 7;
+    e.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_REACH_QUERY;
+    e.batch_reach_query = &re;
+    put_admin_as(&s, 4, &e);
+    Tuma__V1__BatchCancel bc = TUMA__V1__BATCH_CANCEL__INIT;
+    bc.batch_id = 1;
+    e.correlation_id = 8;
+    e.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_CANCEL;
+    e.batch_cancel = &bc;
+    put_admin_as(&s, 5, &e);
+  }
+  save(dir, "08-disburse", &s);
   return 0;
 }
