@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "ledger.h"
 #include "switch_harness.h"
 
@@ -1009,12 +1010,25 @@ static ledger_id hex_id(const char *hex) {
   return ledger_id_make(half[0], half[1]);
 }
 
+/* The auditor's check (ledger/audit.h, what `tuma audit verify` runs): the hash chain from
+ * genesis, a replay of every record, every stored account, transfer and pending row compared. */
+static void audit_ledger(const char *dir) {
+  ledger_audit_report rep;
+  char err[256] = "";
+  int rc = ledger_audit_verify(dir, NULL, &rep, NULL, err, sizeof err);
+  cr_assert_eq(rc, 0, "tuma audit verify %s: %s at record %llu: %s %s", dir,
+               ledger_audit_problem_name(rep.problem), (unsigned long long)rep.bad_seq,
+               rep.detail, err);
+  cr_assert(rep.replayed && rep.compared, "the audit replayed and compared");
+}
+
 /* (4) The ledger, read-only, after tumad stopped: Σ debits = Σ credits (posted and pending), the
  * journal's hash chain verifies; each paid row's transfer is a posted pending transfer of its
  * amount out of its cycle's ESCROW account; each ESCROW account holds exactly one posted item
  * per row of its cycle, nothing open, and ends at zero; the programme's FUNDING account has
  * nothing pending and its balance is the budget `tuma disburse programme show` printed;
- * what each payee's account received from the escrows is what its wallets got. */
+ * what each payee's account received from the escrows is what its wallets got; and the full
+ * audit (replay and comparison) passes. */
 static void check_ledger(dz *z, const report *rep, uint32_t cycles, const credits c[2],
                          uint64_t budget) {
   ledger *l = NULL;
@@ -1116,6 +1130,7 @@ static void check_ledger(dz *z, const report *rep, uint32_t cycles, const credit
   cr_assert_eq(fa.credits_posted - fa.debits_posted, budget,
                "the FUNDING account's balance is the programme's budget");
   ledger_close(l);
+  audit_ledger(z->h->ledger_dir);
 }
 
 /* ================================================================ tests */

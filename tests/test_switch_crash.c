@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "audit.h"
 #include "ledger.h"
 #include "switch_harness.h"
 #include "tclient.h"
@@ -136,6 +137,18 @@ static const char *pending_name(ledger_pending_state s) {
 }
 
 /* The ledger, read-only, after tumad stopped: balanced, and each transfer as told. */
+/* The auditor's check (ledger/audit.h, what `tuma audit verify` runs): the hash chain from
+ * genesis, a replay of every record, every stored account, transfer and pending row compared. */
+static void audit_ledger(const char *dir) {
+  ledger_audit_report rep;
+  char err[256] = "";
+  int rc = ledger_audit_verify(dir, NULL, &rep, NULL, err, sizeof err);
+  cr_assert_eq(rc, 0, "tuma audit verify %s: %s at record %llu: %s %s", dir,
+               ledger_audit_problem_name(rep.problem), (unsigned long long)rep.bad_seq,
+               rep.detail, err);
+  cr_assert(rep.replayed && rep.compared, "the audit replayed and compared");
+}
+
 static void check_ledger(it_ctx *t) {
   ledger *l = NULL;
   ledger_options o = {0};
@@ -179,6 +192,7 @@ static void check_ledger(it_ctx *t) {
   cr_assert_eq(rc, 0, "the ledger's journal verifies (first bad record %llu)",
                (unsigned long long)bad);
   ledger_close(l);
+  audit_ledger(t->h->ledger_dir);
 }
 
 /* Stops tumad gracefully (it must exit 0), checks the ledger, cleans up. */
