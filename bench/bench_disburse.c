@@ -416,7 +416,7 @@ static int cli_run(bd_run *r, const char *as, const char *const *args, unsigned 
     char err[600];
     slurp(pe, err, sizeof err);
     err[strcspn(err, "\n")] = '\0';
-    char what[160];
+    char what[200];
     snprintf(what, sizeof what, "tuma %.20s %.20s (status %d, see %.100s)", args[0],
              args[1] ? args[1] : "", st, po);
     fail(r, "%s: %s", what, err);
