@@ -32,8 +32,8 @@ typedef struct admin_op {
 
 enum { OP_CREATE, OP_LIQUIDITY, OP_NDC };
 
-static void admin_reply(sw_switch *sw, uint64_t conn_id, uint64_t corr, unsigned code,
-                        const char *text) {
+void sw_admin_reply(sw_switch *sw, uint64_t conn_id, uint64_t corr, unsigned code,
+                    const char *text) {
   sw_conn *c = sw_conn_find(sw, conn_id);
   if (!c)
     return;
@@ -196,38 +196,38 @@ static void op_done_cb(int status, const ledger_result *r, size_t n, void *arg) 
   admin_op *op = arg;
   sw_switch *sw = op->sw;
   if (status) {
-    admin_reply(sw, op->conn, op->corr, SW_ERR_UNAVAILABLE, ledger_strerror(status));
+    sw_admin_reply(sw, op->conn, op->corr, SW_ERR_UNAVAILABLE, ledger_strerror(status));
   } else if (op->kind == OP_CREATE) {
     if (results_ok(r, n) && sw_peer_update(sw, &op->p) == 0) {
       sw_log(&sw->log, SW_LOG_INFO, "participant.created", "participant=%s number=%u", op->p.id,
              op->p.number);
-      admin_reply(sw, op->conn, op->corr, 0, NULL);
+      sw_admin_reply(sw, op->conn, op->corr, 0, NULL);
     } else {
-      admin_reply(sw, op->conn, op->corr, SW_ERR_INTERNAL, "ledger refused the accounts");
+      sw_admin_reply(sw, op->conn, op->corr, SW_ERR_INTERNAL, "ledger refused the accounts");
     }
   } else if (op->kind == OP_LIQUIDITY) {
     if (r[0] == LEDGER_OK || r[0] == LEDGER_EXISTS)
-      admin_reply(sw, op->conn, op->corr, 0, NULL);
+      sw_admin_reply(sw, op->conn, op->corr, 0, NULL);
     else if (r[0] == LEDGER_EXCEEDS_CREDITS || r[0] == LEDGER_ID_ALREADY_FAILED)
-      admin_reply(sw, op->conn, op->corr, SW_ERR_PAYER_LIQUIDITY,
+      sw_admin_reply(sw, op->conn, op->corr, SW_ERR_PAYER_LIQUIDITY,
                   "withdrawal exceeds the available liquidity");
     else if (r[0] >= LEDGER_EXISTS_WITH_DIFFERENT_FLAGS && r[0] < LEDGER_EXISTS)
-      admin_reply(sw, op->conn, op->corr, SW_ERR_MODIFIED_REQUEST,
+      sw_admin_reply(sw, op->conn, op->corr, SW_ERR_MODIFIED_REQUEST,
                   "adjustment id already used for a different adjustment");
     else
-      admin_reply(sw, op->conn, op->corr, SW_ERR_INTERNAL, ledger_result_name(r[0]));
+      sw_admin_reply(sw, op->conn, op->corr, SW_ERR_INTERNAL, ledger_result_name(r[0]));
   } else { /* OP_NDC */
     if (r[0] == LEDGER_OK) {
       op->p.net_debit_cap[op->cur_index] = op->new_cap;
       uint32_t number;
       sw_registry_put_participant(sw->registry, &op->p, &number);
       sw_peer_update(sw, &op->p);
-      admin_reply(sw, op->conn, op->corr, 0, NULL);
+      sw_admin_reply(sw, op->conn, op->corr, 0, NULL);
     } else if (r[0] == LEDGER_EXCEEDS_CREDITS) {
-      admin_reply(sw, op->conn, op->corr, SW_ERR_PAYER_LIMIT,
+      sw_admin_reply(sw, op->conn, op->corr, SW_ERR_PAYER_LIMIT,
                   "the participant's net position is above the new cap");
     } else {
-      admin_reply(sw, op->conn, op->corr, SW_ERR_INTERNAL, ledger_result_name(r[0]));
+      sw_admin_reply(sw, op->conn, op->corr, SW_ERR_INTERNAL, ledger_result_name(r[0]));
     }
   }
   free(op);
@@ -238,13 +238,13 @@ static void submit_op(sw_conn *c, uint64_t corr, admin_op *op, const ledger_even
   op->conn = c->id;
   op->corr = corr;
   if (n == 0) {
-    admin_reply(c->sw, c->id, corr, 0, NULL);
+    sw_admin_reply(c->sw, c->id, corr, 0, NULL);
     free(op);
     return;
   }
   int rc = sw_commit_submit(c->sw->commit, ev, n, op_done_cb, op);
   if (rc) {
-    admin_reply(c->sw, c->id, corr, SW_ERR_UNAVAILABLE, ledger_strerror(rc));
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_UNAVAILABLE, ledger_strerror(rc));
     free(op);
   }
 }
@@ -253,7 +253,7 @@ static void participant_create(sw_conn *c, uint64_t corr, const Tuma__V1__Partic
   sw_switch *sw = c->sw;
   admin_op *op = calloc(1, sizeof *op);
   if (!op) {
-    admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     return;
   }
   sw_participant *p = &op->p;
@@ -261,12 +261,12 @@ static void participant_create(sw_conn *c, uint64_t corr, const Tuma__V1__Partic
   if (!m->participant_id || strlen(m->participant_id) >= sizeof p->id || m->n_currencies == 0 ||
       m->n_currencies > SW_PARTICIPANT_MAX_CURRENCIES) {
     free(op);
-    admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "participant id and 1-8 currencies required");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "participant id and 1-8 currencies required");
     return;
   }
   if (sw_registry_get_participant(sw->registry, m->participant_id, p) == 0) {
     free(op);
-    admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "participant exists");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "participant exists");
     return;
   }
   sw_participant_init(p);
@@ -277,7 +277,7 @@ static void participant_create(sw_conn *c, uint64_t corr, const Tuma__V1__Partic
     sw_currency cur;
     if (!m->currencies[i] || sw_currency_by_code(m->currencies[i], &cur)) {
       free(op);
-      admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "unknown currency");
+      sw_admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "unknown currency");
       return;
     }
     p->currencies[p->n_currencies] = cur.numeric;
@@ -290,7 +290,7 @@ static void participant_create(sw_conn *c, uint64_t corr, const Tuma__V1__Partic
     rc = sw_registry_put_participant(sw->registry, p, &number);
   if (rc) {
     free(op);
-    admin_reply(sw, c->id, corr, rc == SW_REGISTRY_E_INVAL ? SW_ERR_VALIDATION : SW_ERR_INTERNAL,
+    sw_admin_reply(sw, c->id, corr, rc == SW_REGISTRY_E_INVAL ? SW_ERR_VALIDATION : SW_ERR_INTERNAL,
                 sw_registry_strerror(rc));
     return;
   }
@@ -308,12 +308,12 @@ static void participant_set_status(sw_conn *c, uint64_t corr,
   sw_switch *sw = c->sw;
   sw_participant p;
   if (!m->participant_id || sw_registry_get_participant(sw->registry, m->participant_id, &p)) {
-    admin_reply(sw, c->id, corr, SW_ERR_PAYEE_FSP_NOT_FOUND, "no such participant");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_PAYEE_FSP_NOT_FOUND, "no such participant");
     return;
   }
   if (m->status != TUMA__V1__PARTICIPANT_STATUS__PARTICIPANT_STATUS_ACTIVE &&
       m->status != TUMA__V1__PARTICIPANT_STATUS__PARTICIPANT_STATUS_SUSPENDED) {
-    admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "status must be ACTIVE or SUSPENDED");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "status must be ACTIVE or SUSPENDED");
     return;
   }
   p.status = m->status == TUMA__V1__PARTICIPANT_STATUS__PARTICIPANT_STATUS_ACTIVE
@@ -322,12 +322,12 @@ static void participant_set_status(sw_conn *c, uint64_t corr,
   uint32_t number;
   int rc = sw_registry_put_participant(sw->registry, &p, &number);
   if (rc || sw_peer_update(sw, &p)) {
-    admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_registry_strerror(rc));
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_registry_strerror(rc));
     return;
   }
   sw_log(&sw->log, SW_LOG_INFO, "participant.status", "participant=%s status=%s", p.id,
          p.status == SW_PARTICIPANT_ACTIVE ? "active" : "suspended");
-  admin_reply(sw, c->id, corr, 0, NULL);
+  sw_admin_reply(sw, c->id, corr, 0, NULL);
 }
 
 static void participant_list(sw_conn *c, uint64_t corr) {
@@ -340,7 +340,7 @@ static void participant_list(sw_conn *c, uint64_t corr) {
   char(*codes)[SW_PARTICIPANT_MAX_CURRENCIES][4] = calloc(cap ? cap : 1, sizeof *codes);
   char *(*lists)[SW_PARTICIPANT_MAX_CURRENCIES] = calloc(cap ? cap : 1, sizeof *lists);
   if (!items || !ptrs || !codes || !lists) {
-    admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     goto out;
   }
   size_t n = 0;
@@ -388,12 +388,12 @@ static int resolve_money(sw_conn *c, uint64_t corr, const char *participant_id,
   sw_switch *sw = c->sw;
   *peer = participant_id ? sw_peer_by_id(sw, participant_id) : NULL;
   if (!*peer) {
-    admin_reply(sw, c->id, corr, SW_ERR_PAYEE_FSP_NOT_FOUND, "no such participant");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_PAYEE_FSP_NOT_FOUND, "no such participant");
     return -1;
   }
   if (!money || !money->currency || sw_currency_by_code(money->currency, cur) ||
       (*index = sw_participant_currency_index(&(*peer)->p, cur->numeric)) < 0) {
-    admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "currency not held by the participant");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "currency not held by the participant");
     return -1;
   }
   return 0;
@@ -408,13 +408,13 @@ static void liquidity_adjust(sw_conn *c, uint64_t corr, const Tuma__V1__Liquidit
   if (!proto_id16_valid(m->adjustment_id) || m->amount->amount == 0 ||
       (m->direction != TUMA__V1__LIQUIDITY_DIRECTION__LIQUIDITY_DIRECTION_DEPOSIT &&
        m->direction != TUMA__V1__LIQUIDITY_DIRECTION__LIQUIDITY_DIRECTION_WITHDRAW)) {
-    admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION,
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION,
                 "16-byte adjustment id, non-zero amount and a direction required");
     return;
   }
   admin_op *op = calloc(1, sizeof *op);
   if (!op) {
-    admin_reply(c->sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     return;
   }
   op->kind = OP_LIQUIDITY;
@@ -438,17 +438,17 @@ static void ndc_set(sw_conn *c, uint64_t corr, const Tuma__V1__NetDebitCapSet *m
   if (resolve_money(c, corr, m->participant_id, m->cap, &peer, &cur, &index))
     return;
   if (m->cap->amount > SW_NDC_UNLIMITED) {
-    admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, "cap too large");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, "cap too large");
     return;
   }
   uint64_t cap;
   if (current_cap(c->sw, peer->p.number, cur.numeric, &cap)) {
-    admin_reply(c->sw, c->id, corr, SW_ERR_INTERNAL, "cap account missing");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_INTERNAL, "cap account missing");
     return;
   }
   admin_op *op = calloc(1, sizeof *op);
   if (!op) {
-    admin_reply(c->sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     return;
   }
   op->kind = OP_NDC;
@@ -467,7 +467,7 @@ static void positions(sw_conn *c, uint64_t corr, const Tuma__V1__PositionsQuery 
   Tuma__V1__Position **ptrs = calloc(cap, sizeof *ptrs);
   char(*codes)[4] = calloc(cap, sizeof *codes);
   if (!items || !ptrs || !codes) {
-    admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     goto out;
   }
   size_t n = 0;
@@ -520,21 +520,21 @@ out:
 
 static void party_upsert(sw_conn *c, uint64_t corr, const Tuma__V1__PartyDirectoryUpsert *m) {
   if (!m->party || !m->party->id || !m->participant_id) {
-    admin_reply(c->sw, c->id, corr, SW_ERR_MISSING_ELEMENT, "party and participant required");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_MISSING_ELEMENT, "party and participant required");
     return;
   }
   int rc = sw_registry_put_party(c->sw->registry, (uint32_t)m->party->type, m->party->id,
                                  m->participant_id);
-  admin_reply(c->sw, c->id, corr, rc ? SW_ERR_VALIDATION : 0, rc ? sw_registry_strerror(rc) : NULL);
+  sw_admin_reply(c->sw, c->id, corr, rc ? SW_ERR_VALIDATION : 0, rc ? sw_registry_strerror(rc) : NULL);
 }
 
 static void party_remove(sw_conn *c, uint64_t corr, const Tuma__V1__PartyDirectoryRemove *m) {
   if (!m->party || !m->party->id) {
-    admin_reply(c->sw, c->id, corr, SW_ERR_MISSING_ELEMENT, "party required");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_MISSING_ELEMENT, "party required");
     return;
   }
   int rc = sw_registry_remove_party(c->sw->registry, (uint32_t)m->party->type, m->party->id);
-  admin_reply(c->sw, c->id, corr,
+  sw_admin_reply(c->sw, c->id, corr,
               rc == SW_REGISTRY_E_NOTFOUND ? SW_ERR_PARTY_NOT_FOUND
               : rc                         ? SW_ERR_VALIDATION
                                            : 0,
@@ -548,7 +548,7 @@ void sw_admin_dispatch(sw_conn *c, Tuma__V1__AdminEnvelope *env) {
   if (strcmp(c->role, "admin") != 0) { /* programme managers and approvers: disbursements only */
     sw_log(&c->sw->log, SW_LOG_WARN, "admin.forbidden", "peer=%s role=%s body=%d", c->identity,
            c->role, (int)env->body_case);
-    admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, "this request needs the admin role");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, "this request needs the admin role");
     return;
   }
   switch (env->body_case) {
@@ -577,7 +577,7 @@ void sw_admin_dispatch(sw_conn *c, Tuma__V1__AdminEnvelope *env) {
     party_remove(c, corr, env->party_directory_remove);
     break;
   default:
-    admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, "not an admin request");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, "not an admin request");
     break;
   }
 }

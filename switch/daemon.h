@@ -127,6 +127,11 @@ int sw_peer_update(sw_switch *sw, const sw_participant *p);
 void sw_operator_dispatch(sw_conn *c, Tuma__V1__Envelope *env);
 void sw_admin_dispatch(sw_conn *c, Tuma__V1__AdminEnvelope *env);
 
+/* Answers admin request corr on connection conn_id (if still there) with an AdminResult: code 0
+ * = done, else the error code and text (NULL: the code's default text); the request is done. */
+void sw_admin_reply(sw_switch *sw, uint64_t conn_id, uint64_t corr, unsigned code,
+                    const char *text);
+
 /* Creates (idempotently) the participant's ledger accounts, its net debit caps and its
  * initial deposits from the configuration; done at start-up before the listeners open.
  * Blocks on the ledger (it runs before the event loop). */

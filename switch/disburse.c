@@ -119,26 +119,6 @@ typedef struct sw_upload {
 
 /* ---------------------------------------------------------------- replies */
 
-void sw_disburse_reply(sw_switch *sw, uint64_t conn, uint64_t corr, unsigned code,
-                       const char *text) {
-  sw_conn *c = sw_conn_find(sw, conn);
-  if (!c)
-    return;
-  Tuma__V1__AdminEnvelope env = TUMA__V1__ADMIN_ENVELOPE__INIT;
-  Tuma__V1__AdminResult res = TUMA__V1__ADMIN_RESULT__INIT;
-  Tuma__V1__Error err = TUMA__V1__ERROR__INIT;
-  if (code) {
-    err.code = code;
-    err.message = (char *)(text ? text : sw_error_text(code));
-    res.error = &err;
-  }
-  env.correlation_id = corr;
-  env.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_ADMIN_RESULT;
-  env.admin_result = &res;
-  sw_conn_send_admin(c, &env);
-  sw_conn_request_done(c);
-}
-
 static void reply_env(sw_conn *c, Tuma__V1__AdminEnvelope *env) {
   sw_conn_send_admin(c, env);
   sw_conn_request_done(c);
@@ -162,7 +142,7 @@ static int require_role(sw_conn *c, uint64_t corr, int allowed, const char *acti
   snprintf(text, sizeof text, "role %s may not %s", c->role[0] ? c->role : "-", action);
   sw_log(&c->sw->log, SW_LOG_WARN, "disburse.forbidden", "peer=%s role=%s action=\"%s\"",
          c->identity, c->role, action);
-  sw_disburse_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, text);
+  sw_admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, text);
   return -1;
 }
 
@@ -210,7 +190,7 @@ static int load_programme(sw_conn *c, uint64_t corr, const char *id, sw_programm
     sw_dstore_abort(t);
   }
   if (rc) {
-    sw_disburse_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? SW_ERR_ID_NOT_FOUND : SW_ERR_INTERNAL,
+    sw_admin_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? SW_ERR_ID_NOT_FOUND : SW_ERR_INTERNAL,
                       rc == SW_DSTORE_E_NOTFOUND ? "programme not found" : sw_dstore_strerror(rc));
     return -1;
   }
@@ -228,7 +208,7 @@ static int load_batch(sw_conn *c, uint64_t corr, uint64_t number, sw_batch *b) {
   if (!rc && b->state == SW_BATCH_VALIDATING)
     rc = SW_DSTORE_E_NOTFOUND;
   if (rc) {
-    sw_disburse_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? SW_ERR_ID_NOT_FOUND : SW_ERR_INTERNAL,
+    sw_admin_reply(c->sw, c->id, corr, rc == SW_DSTORE_E_NOTFOUND ? SW_ERR_ID_NOT_FOUND : SW_ERR_INTERNAL,
                       rc == SW_DSTORE_E_NOTFOUND ? "batch not found" : sw_dstore_strerror(rc));
     return -1;
   }
@@ -252,7 +232,7 @@ static void programme_created_cb(int status, const ledger_result *r, size_t n, v
   if (!ok) {
     sw_log(&sw->log, SW_LOG_ERROR, "programme.accounts_failed", "programme=%s status=%s",
            op->p.id, status ? ledger_strerror(status) : ledger_result_name(r[0]));
-    sw_disburse_reply(sw, op->conn, op->corr, SW_ERR_INTERNAL, "ledger refused the accounts");
+    sw_admin_reply(sw, op->conn, op->corr, SW_ERR_INTERNAL, "ledger refused the accounts");
     free(op);
     return;
   }
@@ -263,11 +243,11 @@ static void programme_created_cb(int status, const ledger_result *r, size_t n, v
     rc = rc ? (sw_dstore_abort(t), rc) : sw_dstore_commit(t);
   }
   if (rc) {
-    sw_disburse_reply(sw, op->conn, op->corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
+    sw_admin_reply(sw, op->conn, op->corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
   } else {
     sw_log(&sw->log, SW_LOG_INFO, "programme.created", "programme=%s funding=%s currency=%u",
            op->p.id, op->p.funding_id, op->p.currency);
-    sw_disburse_reply(sw, op->conn, op->corr, 0, NULL);
+    sw_admin_reply(sw, op->conn, op->corr, 0, NULL);
   }
   free(op);
 }
@@ -280,16 +260,16 @@ static void programme_create(sw_conn *c, uint64_t corr, const Tuma__V1__Programm
   sw_currency cur;
   sw_peer *funder = m->funding_participant ? sw_peer_by_id(sw, m->funding_participant) : NULL;
   if (!id_valid(m->programme_id) || !text_valid(m->name, 127)) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_VALIDATION,
+    sw_admin_reply(sw, c->id, corr, SW_ERR_VALIDATION,
                       "programme id [a-z0-9-]{1,63} and a name of 1-127 bytes required");
     return;
   }
   if (!m->currency || sw_currency_by_code(m->currency, &cur)) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_VALIDATION, "unknown currency");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "unknown currency");
     return;
   }
   if (!funder || sw_participant_currency_index(&funder->p, cur.numeric) < 0) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_PAYEE_FSP_NOT_FOUND,
+    sw_admin_reply(sw, c->id, corr, SW_ERR_PAYEE_FSP_NOT_FOUND,
                       "funding participant unknown or without that currency");
     return;
   }
@@ -297,7 +277,7 @@ static void programme_create(sw_conn *c, uint64_t corr, const Tuma__V1__Programm
   sw_dstore_txn *t;
   int rc = sw_dstore_begin(d->store, 0, &t);
   if (rc) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
     return;
   }
   if (sw_dstore_programme_find(t, m->programme_id, &existing) == 0) {
@@ -305,7 +285,7 @@ static void programme_create(sw_conn *c, uint64_t corr, const Tuma__V1__Programm
     int same = existing.currency == cur.numeric && existing.funding == funder->p.number &&
                existing.cap == m->beneficiary_cap && existing.end_ms == m->end_ms &&
                strcmp(existing.name, m->name) == 0;
-    sw_disburse_reply(sw, c->id, corr, same ? 0 : SW_ERR_MODIFIED_REQUEST,
+    sw_admin_reply(sw, c->id, corr, same ? 0 : SW_ERR_MODIFIED_REQUEST,
                       same ? NULL : "a programme with this id exists with other settings");
     return;
   }
@@ -315,7 +295,7 @@ static void programme_create(sw_conn *c, uint64_t corr, const Tuma__V1__Programm
   rc = rc ? (sw_dstore_abort(t), rc) : sw_dstore_commit(t);
   if (rc || number > 0x7ffffff /* 27 bits in item ids (payout.c) */) {
     free(op);
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
     return;
   }
   op->d = d;
@@ -344,7 +324,7 @@ static void programme_create(sw_conn *c, uint64_t corr, const Tuma__V1__Programm
   rc = sw_commit_submit(sw->commit, ev, 3, programme_created_cb, op);
   if (rc) {
     free(op);
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_UNAVAILABLE, ledger_strerror(rc));
+    sw_admin_reply(sw, c->id, corr, SW_ERR_UNAVAILABLE, ledger_strerror(rc));
   }
 }
 
@@ -358,17 +338,17 @@ static void programme_funded_cb(int status, const ledger_result *r, size_t n, vo
   (void)n;
   fund_op *op = arg;
   if (status)
-    sw_disburse_reply(op->sw, op->conn, op->corr, SW_ERR_UNAVAILABLE, ledger_strerror(status));
+    sw_admin_reply(op->sw, op->conn, op->corr, SW_ERR_UNAVAILABLE, ledger_strerror(status));
   else if (r[0] == LEDGER_OK || r[0] == LEDGER_EXISTS)
-    sw_disburse_reply(op->sw, op->conn, op->corr, 0, NULL);
+    sw_admin_reply(op->sw, op->conn, op->corr, 0, NULL);
   else if (r[0] == LEDGER_EXCEEDS_CREDITS)
-    sw_disburse_reply(op->sw, op->conn, op->corr, SW_ERR_PAYER_LIQUIDITY,
+    sw_admin_reply(op->sw, op->conn, op->corr, SW_ERR_PAYER_LIQUIDITY,
                       "the programme's available budget is smaller");
   else if (r[0] >= LEDGER_EXISTS_WITH_DIFFERENT_FLAGS && r[0] <= LEDGER_EXISTS)
-    sw_disburse_reply(op->sw, op->conn, op->corr, SW_ERR_MODIFIED_REQUEST,
+    sw_admin_reply(op->sw, op->conn, op->corr, SW_ERR_MODIFIED_REQUEST,
                       "this fund id was used with other values");
   else
-    sw_disburse_reply(op->sw, op->conn, op->corr, SW_ERR_INTERNAL, ledger_result_name(r[0]));
+    sw_admin_reply(op->sw, op->conn, op->corr, SW_ERR_INTERNAL, ledger_result_name(r[0]));
   free(op);
 }
 
@@ -380,12 +360,12 @@ static void programme_fund(sw_conn *c, uint64_t corr, const Tuma__V1__ProgrammeF
   if (load_programme(c, corr, m->programme_id, &p))
     return;
   if (!proto_id16_valid(m->fund_id) || m->amount == 0) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_VALIDATION, "a 16-byte fund id and an amount required");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, "a 16-byte fund id and an amount required");
     return;
   }
   fund_op *op = calloc(1, sizeof *op);
   if (!op) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     return;
   }
   *op = (fund_op){sw, c->id, corr, m->withdraw};
@@ -401,7 +381,7 @@ static void programme_fund(sw_conn *c, uint64_t corr, const Tuma__V1__ProgrammeF
   int rc = sw_commit_submit(sw->commit, &ev, 1, programme_funded_cb, op);
   if (rc) {
     free(op);
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_UNAVAILABLE, ledger_strerror(rc));
+    sw_admin_reply(sw, c->id, corr, SW_ERR_UNAVAILABLE, ledger_strerror(rc));
   }
 }
 
@@ -416,7 +396,7 @@ static void programme_query(sw_conn *c, uint64_t corr, const Tuma__V1__Programme
   if (ledger_lookup_account(
           sw->ledger, sw_programme_account_id(p.funding, p.number, p.currency, SW_ACCOUNT_FUNDING),
           &a)) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, "programme account missing");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "programme account missing");
     return;
   }
   sw_currency cur;
@@ -499,13 +479,13 @@ static void beneficiary_register(sw_conn *c, uint64_t corr,
   if (require_role(c, corr, ROLE_ADMIN | ROLE_MANAGER, "register beneficiaries"))
     return;
   if (!m->beneficiary || !m->beneficiary->id) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_MISSING_ELEMENT, "beneficiary required");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_MISSING_ELEMENT, "beneficiary required");
     return;
   }
   sw_dstore_txn *t;
   int rc = sw_dstore_begin(sw->disburse->store, 0, &t);
   if (rc) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
     return;
   }
   char why[128];
@@ -513,14 +493,14 @@ static void beneficiary_register(sw_conn *c, uint64_t corr,
   if (beneficiary_store(sw, t, (uint32_t)m->beneficiary->type, m->beneficiary->id, m->msisdn,
                         m->operator_participant, why, sizeof why, &src)) {
     sw_dstore_abort(t);
-    sw_disburse_reply(sw, c->id, corr, src ? SW_ERR_INTERNAL : SW_ERR_VALIDATION, why);
+    sw_admin_reply(sw, c->id, corr, src ? SW_ERR_INTERNAL : SW_ERR_VALIDATION, why);
     return;
   }
   rc = sw_dstore_commit(t);
   char masked[64];
   sw_mask(m->beneficiary->id, masked, sizeof masked);
   sw_log(&sw->log, SW_LOG_INFO, "beneficiary.registered", "id=%s rc=%d", masked, rc);
-  sw_disburse_reply(sw, c->id, corr, rc ? SW_ERR_INTERNAL : 0, rc ? sw_dstore_strerror(rc) : NULL);
+  sw_admin_reply(sw, c->id, corr, rc ? SW_ERR_INTERNAL : 0, rc ? sw_dstore_strerror(rc) : NULL);
 }
 
 /* ---------------------------------------------------------------- uploads */
@@ -760,14 +740,14 @@ static sw_upload *upload_start(sw_conn *c, uint64_t corr, int kind, const Tuma__
   sw_switch *sw = c->sw;
   sw_disburse *d = sw->disburse;
   if (ch->file_sha256.len != 32 || ch->file_size == 0 || ch->file_size > MAX_FILE_BYTES) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_VALIDATION,
+    sw_admin_reply(sw, c->id, corr, SW_ERR_VALIDATION,
                       "the first chunk carries the file's SHA-256 and its size (1 byte to 2 GiB)");
     return NULL;
   }
   sw_upload *u = calloc(1, sizeof *u);
   if (!u || !(u->sha = EVP_MD_CTX_new()) || EVP_DigestInit_ex(u->sha, EVP_sha256(), NULL) != 1) {
     upload_free(u);
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     return NULL;
   }
   u->d = d;
@@ -795,7 +775,7 @@ static sw_upload *upload_start(sw_conn *c, uint64_t corr, int kind, const Tuma__
       bad = "the programme has ended";
     if (bad) {
       upload_free(u);
-      sw_disburse_reply(sw, c->id, corr, SW_ERR_VALIDATION, bad);
+      sw_admin_reply(sw, c->id, corr, SW_ERR_VALIDATION, bad);
       return NULL;
     }
     sw_batch *b = &u->batch;
@@ -827,7 +807,7 @@ static sw_upload *upload_start(sw_conn *c, uint64_t corr, int kind, const Tuma__
     }
     if (rc) {
       upload_free(u);
-      sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
+      sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
       return NULL;
     }
   }
@@ -835,7 +815,7 @@ static sw_upload *upload_start(sw_conn *c, uint64_t corr, int kind, const Tuma__
       sw_batch_file_new(kind, &u->cur, kind == SW_BATCH_FILE_LIST ? list_row_cb : register_row_cb,
                         u, &u->reader)) {
     upload_abandon(d, u);
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     return NULL;
   }
   u->next = d->uploads;
@@ -902,7 +882,7 @@ static void register_finish(sw_conn *c, uint64_t corr, sw_upload *u) {
   if (!errs || !ptrs) {
     free(errs);
     free(ptrs);
-    sw_disburse_reply(c->sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     return;
   }
   add_errors(u, errs, ptrs);
@@ -934,7 +914,7 @@ static void list_finish(sw_conn *c, uint64_t corr, sw_upload *u) {
       sw_dstore_abort(t);
     }
     if (rc) {
-      sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
+      sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
       return;
     }
     res.batch_id = old.number;
@@ -1007,7 +987,7 @@ static void list_finish(sw_conn *c, uint64_t corr, sw_upload *u) {
   else
     sw_dstore_abort(t);
   if (rc) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
     return;
   }
   sw_log(&sw->log, SW_LOG_INFO, "disburse.batch_submitted",
@@ -1020,7 +1000,7 @@ static void list_finish(sw_conn *c, uint64_t corr, sw_upload *u) {
   if (!errs || !ptrs) {
     free(errs);
     free(ptrs);
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, "out of memory");
     return;
   }
   add_errors(u, errs, ptrs);
@@ -1074,7 +1054,7 @@ static void upload_answer(sw_conn *c, uint64_t corr, sw_upload *u) {
   if (u->kind == SW_BATCH_FILE_LIST)
     list_finish(c, corr, u);
   else if (u->failed)
-    sw_disburse_reply(c->sw, c->id, corr, u->fail_code, u->fail_text);
+    sw_admin_reply(c->sw, c->id, corr, u->fail_code, u->fail_text);
   else
     register_finish(c, corr, u);
   upload_free(u);
@@ -1084,7 +1064,7 @@ static void upload_chunk(sw_conn *c, uint64_t corr, int kind, const Tuma__V1__Ba
                          const Tuma__V1__FileChunk *ch) {
   sw_disburse *d = c->sw->disburse;
   if (!ch) {
-    sw_disburse_reply(c->sw, c->id, corr, SW_ERR_MISSING_ELEMENT, "file chunk required");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_MISSING_ELEMENT, "file chunk required");
     return;
   }
   sw_upload *u = upload_find(d, c->id);
@@ -1103,7 +1083,7 @@ static void upload_chunk(sw_conn *c, uint64_t corr, int kind, const Tuma__V1__Ba
     upload_unlink(d, u);
     upload_answer(c, corr, u);
   } else {
-    sw_disburse_reply(c->sw, c->id, corr, 0, NULL);
+    sw_admin_reply(c->sw, c->id, corr, 0, NULL);
   }
 }
 
@@ -1118,12 +1098,12 @@ static void batch_approve(sw_conn *c, uint64_t corr, const Tuma__V1__BatchApprov
   if (strcmp(b.submitted_by, c->identity) == 0) {
     sw_log(&c->sw->log, SW_LOG_WARN, "disburse.self_approval", "batch=%llu peer=%s",
            (unsigned long long)b.number, c->identity);
-    sw_disburse_reply(c->sw, c->id, corr, SW_ERR_VALIDATION,
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION,
                       "the submitter of a batch may not approve it (maker-checker)");
     return;
   }
   if (b.state != SW_BATCH_SUBMITTED) {
-    sw_disburse_reply(c->sw, c->id, corr, b.state == SW_BATCH_APPROVED ? 0 : SW_ERR_VALIDATION,
+    sw_admin_reply(c->sw, c->id, corr, b.state == SW_BATCH_APPROVED ? 0 : SW_ERR_VALIDATION,
                       "the batch is not waiting for approval");
     return;
   }
@@ -1137,11 +1117,11 @@ static void batch_cancel(sw_conn *c, uint64_t corr, const Tuma__V1__BatchCancel 
   if (load_batch(c, corr, m->batch_id, &b))
     return;
   if (b.state == SW_BATCH_CANCELLED) {
-    sw_disburse_reply(c->sw, c->id, corr, 0, NULL);
+    sw_admin_reply(c->sw, c->id, corr, 0, NULL);
     return;
   }
   if (b.state == SW_BATCH_COMPLETED || b.state == SW_BATCH_REFUSED) {
-    sw_disburse_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, "the batch has already ended");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_VALIDATION, "the batch has already ended");
     return;
   }
   sw_log(&c->sw->log, SW_LOG_INFO, "disburse.cancel", "batch=%llu peer=%s",
@@ -1402,7 +1382,7 @@ static void batch_report(sw_conn *c, uint64_t corr, const Tuma__V1__BatchReportQ
     sw_dstore_abort(rp.t);
   }
   if (rc) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL, sw_dstore_strerror(rc));
   } else {
     Tuma__V1__AdminEnvelope env = TUMA__V1__ADMIN_ENVELOPE__INIT;
     Tuma__V1__BatchReportPage page = TUMA__V1__BATCH_REPORT_PAGE__INIT;
@@ -1527,7 +1507,7 @@ static void batch_reach(sw_conn *c, uint64_t corr, const Tuma__V1__BatchReachQue
   Tuma__V1__ReachCell *cells = ra.cells ? calloc(ra.n_cells + 1, sizeof *cells) : NULL;
   Tuma__V1__ReachCell **ptrs = ra.cells ? calloc(ra.n_cells + 1, sizeof *ptrs) : NULL;
   if (rc || !cells || !ptrs) {
-    sw_disburse_reply(sw, c->id, corr, SW_ERR_INTERNAL,
+    sw_admin_reply(sw, c->id, corr, SW_ERR_INTERNAL,
                       rc ? sw_dstore_strerror(rc) : "out of memory");
   } else {
     for (size_t i = 0; i < ra.n_cells; i++) {
@@ -1573,7 +1553,7 @@ int sw_disburse_dispatch(sw_conn *c, Tuma__V1__AdminEnvelope *env) {
       env->body_case > TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_REACH)
     return -1;
   if (!c->sw->disburse || !c->sw->commit || !c->sw->disburse->tick) {
-    sw_disburse_reply(c->sw, c->id, corr, SW_ERR_UNAVAILABLE, "disbursements are not running");
+    sw_admin_reply(c->sw, c->id, corr, SW_ERR_UNAVAILABLE, "disbursements are not running");
     return 0;
   }
   switch (env->body_case) {

@@ -57,10 +57,6 @@ struct sw_disburse {
   uint64_t hold_until_ms; /* no item starts before (the payees reconnect after a start) */
 };
 
-/* Admin replies (disburse.c). */
-void sw_disburse_reply(sw_switch *sw, uint64_t conn, uint64_t corr, unsigned code,
-                       const char *text);
-
 /* payout.c: approval reserves the first cycle; the reply goes to (conn, corr). */
 void sw_payout_approve(sw_disburse *d, const sw_batch *b, const char *approver, uint64_t conn,
                        uint64_t corr);

@@ -655,7 +655,7 @@ static int phase_submit(sw_run *r, int kind, uint64_t conn, uint64_t corr, const
 
 static void reply_approval(sw_run *r, phase_op *op, unsigned code, const char *text) {
   if (op->conn)
-    sw_disburse_reply(r->d->sw, op->conn, op->corr, code, text);
+    sw_admin_reply(r->d->sw, op->conn, op->corr, code, text);
 }
 
 static void phase_done_cb(int status, const ledger_result *res, size_t n, void *arg) {
@@ -1132,7 +1132,7 @@ static void run_finish_cycle(sw_run *r) {
     r->b.finished_ms = now;
     batch_save(d, &r->b);
     if (r->cancel_conn)
-      sw_disburse_reply(d->sw, r->cancel_conn, r->cancel_corr, 0, NULL);
+      sw_admin_reply(d->sw, r->cancel_conn, r->cancel_corr, 0, NULL);
     r->cancel_conn = 0;
     r->phase = PH_DONE;
     return;
@@ -1231,18 +1231,18 @@ int sw_payout_resume(sw_disburse *d) {
 void sw_payout_approve(sw_disburse *d, const sw_batch *b, const char *approver, uint64_t conn,
                        uint64_t corr) {
   if (sw_payout_run(d, b->number)) {
-    sw_disburse_reply(d->sw, conn, corr, SW_ERR_VALIDATION, "the batch is being approved");
+    sw_admin_reply(d->sw, conn, corr, SW_ERR_VALIDATION, "the batch is being approved");
     return;
   }
   sw_run *r = run_new(d, b);
   if (!r) {
-    sw_disburse_reply(d->sw, conn, corr, SW_ERR_INTERNAL, "out of memory");
+    sw_admin_reply(d->sw, conn, corr, SW_ERR_INTERNAL, "out of memory");
     return;
   }
   int rc = phase_submit(r, OP_RESERVE, conn, corr, approver);
   if (rc) {
     run_free(d, r);
-    sw_disburse_reply(d->sw, conn, corr, SW_ERR_UNAVAILABLE, ledger_strerror(rc));
+    sw_admin_reply(d->sw, conn, corr, SW_ERR_UNAVAILABLE, ledger_strerror(rc));
   }
 }
 
@@ -1253,17 +1253,17 @@ void sw_payout_cancel(sw_disburse *d, const sw_batch *b, uint64_t conn, uint64_t
        a crash lost): the run voids it if so, then records the cancel */
     r = run_new(d, b);
     if (!r) {
-      sw_disburse_reply(d->sw, conn, corr, SW_ERR_INTERNAL, "out of memory");
+      sw_admin_reply(d->sw, conn, corr, SW_ERR_INTERNAL, "out of memory");
       return;
     }
     r->reserved = 1;
   }
   if (r->phase == PH_DONE) { /* a refused approval's run, on its way out */
-    sw_disburse_reply(d->sw, conn, corr, SW_ERR_UNAVAILABLE, "the batch is busy: try again");
+    sw_admin_reply(d->sw, conn, corr, SW_ERR_UNAVAILABLE, "the batch is busy: try again");
     return;
   }
   if (r->cancelling) {
-    sw_disburse_reply(d->sw, conn, corr, 0, NULL);
+    sw_admin_reply(d->sw, conn, corr, 0, NULL);
     return;
   }
   r->cancelling = 1;
