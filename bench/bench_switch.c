@@ -672,150 +672,6 @@ static void *thread_main(void *arg) {
 
 /* ---------------------------------------------------------------- processes */
 
-/* Runs argv[0] with stdout and stderr appended to log_path, stdin from /dev/null, the signal
- * mask cleared (tuma-bench blocks SIGINT/SIGTERM/SIGHUP), default dispositions, in a process
- * group of its own (a Ctrl-C reaches tuma-bench, which stops it). Returns 0 and *pid, or -1. */
-static int spawn(char *const argv[], const char *log_path, pid_t *pid) {
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
-  int rc = posix_spawn_file_actions_init(&fa);
-  if (rc)
-    return errno = rc, -1;
-  rc = posix_spawnattr_init(&at);
-  if (rc) {
-    posix_spawn_file_actions_destroy(&fa);
-    return errno = rc, -1;
-  }
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGINT);
-  sigaddset(&defaults, SIGTERM);
-  sigaddset(&defaults, SIGHUP);
-  sigaddset(&defaults, SIGPIPE);
-  rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  if (!rc)
-    rc = posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-  if (!rc)
-    rc = posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  if (!rc)
-    rc = posix_spawnattr_setsigmask(&at, &none);
-  if (!rc)
-    rc = posix_spawnattr_setsigdefault(&at, &defaults);
-  if (!rc)
-    rc = posix_spawnattr_setpgroup(&at, 0);
-  if (!rc)
-    rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                           POSIX_SPAWN_SETPGROUP);
-  if (!rc)
-    rc = posix_spawn(pid, argv[0], &fa, &at, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  if (rc)
-    return errno = rc, -1;
-  return 0;
-}
-
-/* Runs argv to completion (see spawn). Returns its exit status, or -1. */
-static int run_tool(char *const argv[], const char *log_path) {
-  pid_t pid;
-  if (spawn(argv, log_path, &pid) != 0)
-    return -1;
-  int st;
-  while (waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR)
-      return -1;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-}
-
-/* The path of a sibling program: $env if set, else <dir of tuma-bench>/../<rel>. Heap
- * string, or NULL. */
-static char *find_program(const char *env, const char *rel) {
-  const char *e = getenv(env);
-  if (e && *e)
-    return strdup(e);
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0)
-    return NULL;
-  self[n] = '\0';
-  char *slash = strrchr(self, '/');
-  if (!slash)
-    return NULL;
-  *slash = '\0';
-  size_t len = strlen(self) + strlen(rel) + 8;
-  char *out = malloc(len);
-  if (out)
-    snprintf(out, len, "%s/../%s", self, rel);
-  return out;
-}
-
-/* user + system CPU seconds of process pid (all threads), from /proc; -1 if unreadable. */
-static double proc_cpu_s(pid_t pid) {
-  char path[64], buf[2048];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0)
-    return -1;
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-  if (!p)
-    return -1;
-  unsigned long long ut = 0, st = 0;
-  /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
-   * utime(14) stime(15) */
-  if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-    return -1;
-  long hz = sysconf(_SC_CLK_TCK);
-  return hz > 0 ? (double)(ut + st) / (double)hz : -1;
-}
-
-/* Three loopback ports that were free a moment ago. */
-static int free_ports(uint16_t out[3]) {
-  int fds[3] = {-1, -1, -1};
-  int rc = 0;
-  for (int i = 0; i < 3 && rc == 0; i++) {
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fds[i], (struct sockaddr *)&a, &len) != 0)
-      rc = -1;
-    else
-      out[i] = ntohs(a.sin_port);
-  }
-  for (int i = 0; i < 3; i++)
-    if (fds[i] >= 0)
-      close(fds[i]);
-  return rc;
-}
-
-/* Whether the file contains text (read whole; the logs here are small). */
-static int file_contains(const char *path, const char *text) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return 0;
-  char line[2048];
-  int found = 0;
-  while (!found && fgets(line, sizeof line, f))
-    found = strstr(line, text) != NULL;
-  fclose(f);
-  return found;
-}
-
-static void sleep_ms(unsigned ms) {
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
 /* GET http://127.0.0.1:port/metrics; the value of the first line starting with `key ` for
  * each of keys[0..n) into vals (NAN-free: -1 when absent). Returns 0 or -1. */
 static int scrape_metrics(uint16_t port, const char *const *keys, size_t n, double *vals) {
@@ -1060,14 +916,14 @@ static int make_pki(const char *cli, const char *dir, const sb_opts *o, const ch
   char pki[4096];
   snprintf(pki, sizeof pki, "%s/pki", dir);
   char *init[] = {(char *)cli, "pki", "init", "--dir", pki, NULL};
-  if (run_tool(init, logpath) != 0)
+  if (bench_proc_run(init, logpath, NULL, 120000) != 0)
     return -1;
   for (uint64_t i = 1; i <= o->operators; i++) {
     char name[32];
     snprintf(name, sizeof name, "op%" PRIu64, i);
     char *issue_argv[] = {(char *)cli, "pki", "issue",  "--dir",    pki,
                           "--name",    name,  "--role", "operator", NULL};
-    if (run_tool(issue_argv, logpath) != 0)
+    if (bench_proc_run(issue_argv, logpath, NULL, 120000) != 0)
       return -1;
   }
   return 0;
@@ -1081,7 +937,7 @@ static int start_tumad(const char *tumad, const char *dir, const sb_opts *o, uin
   snprintf(conf, sizeof conf, "%s/tumad.ini", dir);
   snprintf(logpath, sizeof logpath, "%s/tumad.log", dir);
   for (int attempt = 1; attempt <= 4; attempt++) {
-    if (free_ports(ports) != 0 || write_config(conf, dir, o, ports) != 0) {
+    if (bench_free_ports(ports, 3) != 0 || write_config(conf, dir, o, ports) != 0) {
       fprintf(stderr, "tuma-bench switch: writing %s: %s\n", conf, strerror(errno));
       return -1;
     }
@@ -1089,7 +945,7 @@ static int start_tumad(const char *tumad, const char *dir, const sb_opts *o, uin
     if (tfd >= 0)
       close(tfd);
     char *argv[] = {(char *)tumad, "--config", conf, NULL};
-    if (spawn(argv, logpath, pid) != 0) {
+    if (bench_proc_spawn(argv, logpath, NULL, pid) != 0) {
       fprintf(stderr, "tuma-bench switch: starting %s: %s\n", tumad, strerror(errno));
       return -1;
     }
@@ -1097,13 +953,13 @@ static int start_tumad(const char *tumad, const char *dir, const sb_opts *o, uin
     for (int i = 0; i < SB_READY_WAIT_S * 50; i++) {
       if ((*interrupted = bench_interrupted()) != 0)
         break;
-      if (file_contains(logpath, "event=ready"))
+      if (bench_file_contains(logpath, "event=ready"))
         return 0;
       if (waitpid(*pid, &st, WNOHANG) == *pid) {
         exited = 1;
         break;
       }
-      sleep_ms(20);
+      bench_sleep_ms(20);
     }
     if (!exited) {
       kill(*pid, SIGKILL);
@@ -1112,7 +968,7 @@ static int start_tumad(const char *tumad, const char *dir, const sb_opts *o, uin
     *pid = 0;
     if (*interrupted)
       return -1;
-    if (exited && attempt < 4 && file_contains(logpath, "Address already in use"))
+    if (exited && attempt < 4 && bench_file_contains(logpath, "Address already in use"))
       continue;
     fprintf(stderr, "tuma-bench switch: tumad did not get ready (log: %s)\n", logpath);
     return -1;
@@ -1132,7 +988,7 @@ static int stop_tumad(pid_t pid) {
       return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
     if (r < 0 && errno != EINTR)
       return -1;
-    sleep_ms(10);
+    bench_sleep_ms(10);
   }
   fprintf(stderr, "tuma-bench switch: tumad did not stop within %d s: killed\n", SB_STOP_WAIT_S);
   kill(pid, SIGKILL);
@@ -1160,7 +1016,7 @@ static int wait_until(uint64_t until, sb_result *res) {
     if (now >= until)
       return 0;
     uint64_t left_ms = (until - now) / 1000000u;
-    sleep_ms(left_ms > 20 ? 20 : (unsigned)left_ms + 1);
+    bench_sleep_ms(left_ms > 20 ? 20 : (unsigned)left_ms + 1);
   }
 }
 
@@ -1345,8 +1201,8 @@ int bench_switch_main(int argc, char **argv) {
   const char *base = bench_scratch_base(o.tmpdir);
 
   if (res.own_switch) {
-    cli = find_program("TUMA_CLI", "cli/tuma");
-    tumad = find_program("TUMAD", "switch/tumad");
+    cli = bench_proc_find("TUMA_CLI", "cli/tuma");
+    tumad = bench_proc_find("TUMAD", "switch/tumad");
     if (!cli || !tumad || access(cli, X_OK) != 0 || access(tumad, X_OK) != 0) {
       fprintf(stderr,
               "tuma-bench switch: cannot find the tuma and tumad binaries (%s, %s); "
@@ -1488,12 +1344,12 @@ int bench_switch_main(int argc, char **argv) {
     goto stop_threads;
   bench_cpu cpu0, cpu1;
   bench_cpu_sample(&cpu0);
-  double tumad0 = res.tumad_pid ? proc_cpu_s(res.tumad_pid) : -1;
+  double tumad0 = res.tumad_pid ? bench_proc_cpu_s(res.tumad_pid) : -1;
   int have_metrics = res.own_switch && scrape_switch(ports[2], &m0) == 0;
   if (wait_until(sh.t_end, &res) != 0)
     goto stop_threads;
   bench_cpu_sample(&cpu1);
-  double tumad1 = res.tumad_pid ? proc_cpu_s(res.tumad_pid) : -1;
+  double tumad1 = res.tumad_pid ? bench_proc_cpu_s(res.tumad_pid) : -1;
   have_metrics = have_metrics && scrape_switch(ports[2], &m1) == 0;
   double wall = (double)(cpu1.wall_ns - cpu0.wall_ns) / 1e9;
   res.seconds = (double)(sh.t_end - sh.t_meas) / 1e9;
