@@ -28,549 +28,14 @@
 #include "frame.h"
 #include "ledger.h"
 #include "switch_harness.h"
+#include "switch_ops.h"
 #include "tclient.h"
 
-/* The helpers below are shared in shape with tests/test_switch.c; not all are used here. */
-#pragma GCC diagnostic ignored "-Wunused-function"
+TestSuite(hostile, .fini = so_fini, .timeout = 180);
 
-#define T_ANSWER 5000 /* ms: an answer that should come at once (a ledger commit away) */
-#define T_SILENCE 400 /* ms: how long "nothing arrives" is watched */
-#define T_START 15000 /* ms: tumad start-up */
-#define T_STOP 10000  /* ms: graceful stop */
-
-#define ST_RESERVED TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_RESERVED
-#define ST_COMMITTED TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_COMMITTED
-#define ST_ABORTED TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_ABORTED
-#define ST_EXPIRED TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_EXPIRED
-#define FS_COMMITTED TUMA__V1__FULFIL_STATE__FULFIL_STATE_COMMITTED
-#define FS_ABORTED TUMA__V1__FULFIL_STATE__FULFIL_STATE_ABORTED
-#define PT_MSISDN TUMA__V1__PARTY_ID_TYPE__PARTY_ID_TYPE_MSISDN
-#define PT_NATIONAL_ID TUMA__V1__PARTY_ID_TYPE__PARTY_ID_TYPE_NATIONAL_ID
-
-/* ================================================================ the test's context */
-
-typedef struct seen_transfer {
-  uint8_t id[16];
-  int told; /* the last final (or RESERVED) state an operator was told */
-  char what[48];
-} seen_transfer;
-
-typedef struct it_ctx {
-  sh_switch *h;
-  seen_transfer seen[4096];
-  size_t n_seen;
-  tc_client *clients[32]; /* closed by it_finish */
-  size_t n_clients;
-  uint64_t admin_corr;
-  int soft_failures; /* cr_expect failures so far: keep the scratch directory */
-} it_ctx;
-
-/* The running test's context, for it_fini's diagnostics (each test is its own process). */
-static it_ctx *g_it;
-
-static void it_fini(void) {
-  if (!g_it || !g_it->h)
-    return;
-  /* Only reached with a live harness when the test failed before it_finish. */
-  sh_dump_log(g_it->h, "tumad", 40);
-  fprintf(stderr, "[tumad] scratch directory kept: %s\n", g_it->h->dir);
-  sh_destroy(g_it->h, 0);
-  g_it->h = NULL;
-}
-
-TestSuite(hostile, .fini = it_fini, .timeout = 180);
-
-static it_ctx *it_start(const sh_options *o) {
-  static it_ctx ctx; /* one test per process */
-  memset(&ctx, 0, sizeof ctx);
-  char err[512];
-  cr_assert_eq(sh_create(o, &ctx.h, err, sizeof err), 0, "harness: %s", err);
-  g_it = &ctx;
-  cr_assert_eq(sh_start(ctx.h, T_START, err, sizeof err), 0, "start: %s", err);
-  return &ctx;
-}
-
-static void it_restart(it_ctx *t) {
-  char err[512];
-  cr_assert_eq(sh_start(t->h, T_START, err, sizeof err), 0, "restart: %s", err);
-}
-
-static void track(it_ctx *t, const uint8_t id[16], int told, const char *what) {
-  for (size_t i = 0; i < t->n_seen; i++)
-    if (!memcmp(t->seen[i].id, id, 16)) {
-      t->seen[i].told = told;
-      return;
-    }
-  cr_assert_lt(t->n_seen, sizeof t->seen / sizeof t->seen[0]);
-  seen_transfer *s = &t->seen[t->n_seen++];
-  memcpy(s->id, id, 16);
-  s->told = told;
-  snprintf(s->what, sizeof s->what, "%s", what);
-}
-
-static ledger_id wire_id(const uint8_t b[16]) {
-  uint64_t hi = 0, lo = 0;
-  for (int i = 0; i < 8; i++) {
-    hi = hi << 8 | b[i];
-    lo = lo << 8 | b[8 + i];
-  }
-  return ledger_id_make(hi, lo);
-}
-
-static const char *pending_name(ledger_pending_state s) {
-  switch (s) {
-  case LEDGER_PENDING_NONE:
-    return "none";
-  case LEDGER_PENDING_OPEN:
-    return "open";
-  case LEDGER_PENDING_POSTED:
-    return "posted";
-  case LEDGER_PENDING_VOIDED:
-    return "voided";
-  case LEDGER_PENDING_EXPIRED:
-    return "expired";
-  }
-  return "?";
-}
-
-/* The ledger, read-only, after tumad stopped: balanced, and each transfer as told. */
-static void check_ledger(it_ctx *t) {
-  ledger *l = NULL;
-  ledger_options o = {0};
-  o.flags = LEDGER_OPEN_READ_ONLY;
-  int rc = ledger_open(t->h->ledger_dir, &o, &l);
-  cr_assert_eq(rc, 0, "ledger_open(%s) read-only: %s", t->h->ledger_dir, ledger_strerror(rc));
-  ledger_totals tot;
-  cr_assert_eq(ledger_totals_of(l, &tot), 0);
-  cr_assert_gt(tot.accounts, 0, "the ledger has accounts");
-  cr_assert(tot.debits_posted == tot.credits_posted, "Σ debits_posted %llu ≠ Σ credits_posted %llu",
-            (unsigned long long)tot.debits_posted, (unsigned long long)tot.credits_posted);
-  cr_assert(tot.debits_pending == tot.credits_pending,
-            "Σ debits_pending %llu ≠ Σ credits_pending %llu",
-            (unsigned long long)tot.debits_pending, (unsigned long long)tot.credits_pending);
-  for (size_t i = 0; i < t->n_seen; i++) {
-    const seen_transfer *s = &t->seen[i];
-    ledger_pending_state st = LEDGER_PENDING_NONE;
-    rc = ledger_pending_state_of(l, wire_id(s->id), &st, NULL);
-    switch (s->told) {
-    case ST_COMMITTED:
-      cr_assert(rc == 0 && st == LEDGER_PENDING_POSTED,
-                "%s: told COMMITTED, ledger says %s (rc %d)", s->what, pending_name(st), rc);
-      break;
-    case ST_ABORTED:
-    case ST_EXPIRED:
-      cr_assert(rc == LEDGER_E_NOTFOUND ||
-                    (rc == 0 && (st == LEDGER_PENDING_VOIDED || st == LEDGER_PENDING_EXPIRED)),
-                "%s: told %s, ledger says %s (rc %d)", s->what,
-                s->told == ST_ABORTED ? "ABORTED" : "EXPIRED", pending_name(st), rc);
-      break;
-    case ST_RESERVED:
-      cr_assert(rc == 0 && st == LEDGER_PENDING_OPEN, "%s: told RESERVED, ledger says %s (rc %d)",
-                s->what, pending_name(st), rc);
-      break;
-    default:
-      cr_assert_fail("%s: nothing told", s->what);
-    }
-  }
-  ledger_close(l);
-}
-
-/* Stops tumad gracefully (it must exit 0), checks the ledger, cleans up. */
-static void it_finish(it_ctx *t) {
-  int status = 0;
-  cr_assert_eq(sh_stop(t->h, T_STOP, &status), 0, "tumad did not stop within %d ms on SIGTERM",
-               T_STOP);
-  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "tumad exit status %d (signal %d)",
-            WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  for (size_t i = 0; i < t->n_clients; i++)
-    tc_close(t->clients[i], 0);
-  t->n_clients = 0;
-  check_ledger(t);
-  if (t->soft_failures) {
-    sh_dump_log(t->h, "tumad", 40);
-    fprintf(stderr, "[tumad] scratch directory kept: %s\n", t->h->dir);
-  }
-  sh_destroy(t->h, !t->soft_failures && getenv("TUMA_TEST_KEEP") == NULL);
-  t->h = NULL;
-}
-
-/* ================================================================ ids and time */
-
-/* A UUIDv7-style id: 48-bit Unix milliseconds, version 7, random bits. */
-static void new_id(uint8_t id[16]) {
-  uint64_t ms = sh_now_ms();
-  for (int i = 0; i < 6; i++)
-    id[i] = (uint8_t)(ms >> (8 * (5 - i)));
-  cr_assert_eq(RAND_bytes(id + 6, 10), 1);
-  id[6] = (uint8_t)(0x70 | (id[6] & 0x0f));
-  id[8] = (uint8_t)(0x80 | (id[8] & 0x3f));
-}
-
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-  while (nanosleep(&ts, &ts) != 0) {
-  }
-}
-
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ================================================================ envelopes */
-
-static const char *body_name(int body_case) {
-  const ProtobufCFieldDescriptor *f =
-      protobuf_c_message_descriptor_get_field(&tuma__v1__envelope__descriptor, (unsigned)body_case);
-  return f ? f->name : "(none)";
-}
-
-static const char *admin_body_name(int body_case) {
-  const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
-      &tuma__v1__admin_envelope__descriptor, (unsigned)body_case);
-  return f ? f->name : "(none)";
-}
-
-static const char *state_name(int s) {
-  switch (s) {
-  case ST_RESERVED:
-    return "RESERVED";
-  case ST_COMMITTED:
-    return "COMMITTED";
-  case ST_ABORTED:
-    return "ABORTED";
-  case ST_EXPIRED:
-    return "EXPIRED";
-  default:
-    return "UNSPECIFIED";
-  }
-}
-
-static void send_env(tc_client *c, const char *who, Tuma__V1__Envelope *env) {
-  int rc = tc_send(c, env);
-  cr_assert_eq(rc, TC_OK, "%s: send %s: %s (%s)", who, body_name(env->body_case), tc_strerror(rc),
-               tc_last_error(c));
-}
-
-static Tuma__V1__Envelope *recv_env(tc_client *c, const char *who, int timeout_ms) {
-  Tuma__V1__Envelope *env = NULL;
-  int rc = tc_recv(c, timeout_ms, &env);
-  cr_assert_eq(rc, TC_OK, "%s: no envelope within %d ms: %s (%s)", who, timeout_ms, tc_strerror(rc),
-               tc_last_error(c));
-  return env;
-}
-
-static tc_client *connect_as(it_ctx *t, uint16_t port, const char *ca, const char *cert,
-                             const char *key) {
-  tc_client *c = NULL;
-  char err[300];
-  int rc = tc_connect(port, ca, cert, key, T_ANSWER, &c, err, sizeof err);
-  cr_assert_eq(rc, TC_OK, "connect to %u: %s: %s", port, tc_strerror(rc), err);
-  cr_assert_lt(t->n_clients, sizeof t->clients / sizeof t->clients[0]);
-  t->clients[t->n_clients++] = c;
-  return c;
-}
-
-/* Forgets c (closed by the test itself). */
-static void untrack_client(it_ctx *t, tc_client *c) {
-  for (size_t i = 0; i < t->n_clients; i++)
-    if (t->clients[i] == c) {
-      t->clients[i] = t->clients[--t->n_clients];
-      return;
-    }
-}
-
-static void drop_client(it_ctx *t, tc_client *c, int graceful) {
-  untrack_client(t, c);
-  tc_close(c, graceful);
-}
-
-/* An operator connection for participant `name`, greeted: Hello → HelloAck naming it. Once
- * the ack is in, the switch has the connection registered for forwards. */
-static tc_client *op_connect(it_ctx *t, const char *name) {
-  char cert[SH_PATH_MAX + 80], key[SH_PATH_MAX + 80];
-  snprintf(cert, sizeof cert, "%s", sh_cert(t->h, name));
-  snprintf(key, sizeof key, "%s", sh_key(t->h, name));
-  tc_client *c = connect_as(t, t->h->port, t->h->ca, cert, key);
-  Tuma__V1__Envelope env = TUMA__V1__ENVELOPE__INIT;
-  Tuma__V1__Hello hello = TUMA__V1__HELLO__INIT;
-  hello.client_name = (char *)"test_switch";
-  env.correlation_id = 1;
-  env.body_case = TUMA__V1__ENVELOPE__BODY_HELLO;
-  env.hello = &hello;
-  send_env(c, name, &env);
-  Tuma__V1__Envelope *r = recv_env(c, name, T_ANSWER);
-  cr_assert_eq(r->body_case, TUMA__V1__ENVELOPE__BODY_HELLO_ACK, "%s: expected hello_ack, got %s",
-               name, body_name(r->body_case));
-  cr_assert_eq(r->correlation_id, 1);
-  cr_assert_str_eq(r->hello_ack->participant_id, name);
-  tuma__v1__envelope__free_unpacked(r, NULL);
-  return c;
-}
-
-static tc_client *admin_connect(it_ctx *t) {
-  char cert[SH_PATH_MAX + 80], key[SH_PATH_MAX + 80];
-  snprintf(cert, sizeof cert, "%s", sh_cert(t->h, "admin"));
-  snprintf(key, sizeof key, "%s", sh_key(t->h, "admin"));
-  return connect_as(t, t->h->admin_port, t->h->ca, cert, key);
-}
-
-/* ---------------------------------------------------------------- operator messages */
-
-typedef struct prep {
-  const uint8_t *id;
-  const char *payee_participant; /* NULL: none */
-  int payee_type;                /* 0: no payee party */
-  const char *payee_id;
-  int payer_type; /* 0: no payer party */
-  const char *payer_id;
-  const char *payer_participant; /* NULL: not set */
-  const char *currency;          /* NULL: KES */
-  uint64_t amount;
-  uint64_t expiration_ms; /* 0: 30 s ahead */
-  const uint8_t *condition;
-  const char *reference;
-} prep;
-
-static void send_prepare(tc_client *c, const char *who, uint64_t corr, const prep *p) {
-  Tuma__V1__Envelope env = TUMA__V1__ENVELOPE__INIT;
-  Tuma__V1__TransferPrepare m = TUMA__V1__TRANSFER_PREPARE__INIT;
-  Tuma__V1__Money money = TUMA__V1__MONEY__INIT;
-  Tuma__V1__Party payee = TUMA__V1__PARTY__INIT, payer = TUMA__V1__PARTY__INIT;
-  m.transfer_id.data = (uint8_t *)p->id;
-  m.transfer_id.len = 16;
-  if (p->payee_participant)
-    m.payee_participant = (char *)p->payee_participant;
-  if (p->payer_participant)
-    m.payer_participant = (char *)p->payer_participant;
-  if (p->payee_type) {
-    payee.type = p->payee_type;
-    payee.id = (char *)p->payee_id;
-    m.payee = &payee;
-  }
-  if (p->payer_type) {
-    payer.type = p->payer_type;
-    payer.id = (char *)p->payer_id;
-    m.payer = &payer;
-  }
-  money.currency = (char *)(p->currency ? p->currency : "KES");
-  money.amount = p->amount;
-  m.amount = &money;
-  m.expiration_ms = p->expiration_ms ? p->expiration_ms : sh_now_ms() + 30000;
-  if (p->condition) {
-    m.condition.data = (uint8_t *)p->condition;
-    m.condition.len = 32;
-  }
-  if (p->reference)
-    m.reference = (char *)p->reference;
-  env.correlation_id = corr;
-  env.body_case = TUMA__V1__ENVELOPE__BODY_TRANSFER_PREPARE;
-  env.transfer_prepare = &m;
-  send_env(c, who, &env);
-}
-
-/* A simple prepare alpha → payee participant, 30 s to live. */
-static prep simple(const uint8_t *id, const char *payee, uint64_t amount) {
-  prep p;
-  memset(&p, 0, sizeof p);
-  p.id = id;
-  p.payee_participant = payee;
-  p.amount = amount;
-  return p;
-}
-
-static void send_fulfil(tc_client *c, const char *who, uint64_t corr, const uint8_t id[16],
-                        int state, const uint8_t *fulfilment, unsigned reason) {
-  Tuma__V1__Envelope env = TUMA__V1__ENVELOPE__INIT;
-  Tuma__V1__TransferFulfil m = TUMA__V1__TRANSFER_FULFIL__INIT;
-  Tuma__V1__Error why = TUMA__V1__ERROR__INIT;
-  m.transfer_id.data = (uint8_t *)id;
-  m.transfer_id.len = 16;
-  m.state = state;
-  if (fulfilment) {
-    m.fulfilment.data = (uint8_t *)fulfilment;
-    m.fulfilment.len = 32;
-  }
-  if (reason) {
-    why.code = reason;
-    why.message = (char *)"refused by the test";
-    m.reason = &why;
-  }
-  env.correlation_id = corr;
-  env.body_case = TUMA__V1__ENVELOPE__BODY_TRANSFER_FULFIL;
-  env.transfer_fulfil = &m;
-  send_env(c, who, &env);
-}
-
-static void send_query(tc_client *c, const char *who, uint64_t corr, const uint8_t id[16]) {
-  Tuma__V1__Envelope env = TUMA__V1__ENVELOPE__INIT;
-  Tuma__V1__TransferQuery m = TUMA__V1__TRANSFER_QUERY__INIT;
-  m.transfer_id.data = (uint8_t *)id;
-  m.transfer_id.len = 16;
-  env.correlation_id = corr;
-  env.body_case = TUMA__V1__ENVELOPE__BODY_TRANSFER_QUERY;
-  env.transfer_query = &m;
-  send_env(c, who, &env);
-}
-
-static void send_ping(tc_client *c, const char *who, uint64_t corr, uint64_t nonce) {
-  Tuma__V1__Envelope env = TUMA__V1__ENVELOPE__INIT;
-  Tuma__V1__Ping m = TUMA__V1__PING__INIT;
-  m.nonce = nonce;
-  env.correlation_id = corr;
-  env.body_case = TUMA__V1__ENVELOPE__BODY_PING;
-  env.ping = &m;
-  send_env(c, who, &env);
-}
-
-static void expect_pong(tc_client *c, const char *who, uint64_t corr, uint64_t nonce) {
-  Tuma__V1__Envelope *r = recv_env(c, who, T_ANSWER);
-  cr_assert_eq(r->body_case, TUMA__V1__ENVELOPE__BODY_PONG, "%s: expected pong, got %s", who,
-               body_name(r->body_case));
-  cr_assert_eq(r->correlation_id, corr);
-  cr_assert_eq(r->pong->nonce, nonce);
-  tuma__v1__envelope__free_unpacked(r, NULL);
-}
-
-/* What a TransferResult should say. code 0 = no error (absent or code 0). */
-typedef struct want_result {
-  uint64_t corr;
-  const uint8_t *id;
-  int state;
-  unsigned code;
-} want_result;
-
-static int result_matches(const Tuma__V1__Envelope *r, const want_result *w) {
-  const Tuma__V1__TransferResult *m = r->transfer_result;
-  unsigned code = m->error ? m->error->code : 0;
-  return r->correlation_id == w->corr && m->transfer_id.len == 16 &&
-         !memcmp(m->transfer_id.data, w->id, 16) && (int)m->state == w->state && code == w->code;
-}
-
-static void describe_result(const Tuma__V1__Envelope *r, char *out, size_t outlen) {
-  if (r->body_case != TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT) {
-    unsigned code = r->body_case == TUMA__V1__ENVELOPE__BODY_ERROR ? r->error->code : 0;
-    snprintf(out, outlen, "%s (corr %llu, code %u)", body_name(r->body_case),
-             (unsigned long long)r->correlation_id, code);
-    return;
-  }
-  const Tuma__V1__TransferResult *m = r->transfer_result;
-  snprintf(out, outlen, "transfer_result corr %llu state %s code %u id %02x%02x..%02x%02x",
-           (unsigned long long)r->correlation_id, state_name(m->state),
-           m->error ? m->error->code : 0, m->transfer_id.len > 1 ? m->transfer_id.data[0] : 0,
-           m->transfer_id.len > 1 ? m->transfer_id.data[1] : 0,
-           m->transfer_id.len == 16 ? m->transfer_id.data[14] : 0,
-           m->transfer_id.len == 16 ? m->transfer_id.data[15] : 0);
-}
-
-/* The next envelope on c is the TransferResult w; returns it (the caller frees). */
-static Tuma__V1__Envelope *expect_result_env(tc_client *c, const char *who, const want_result *w,
-                                             int timeout_ms) {
-  Tuma__V1__Envelope *r = recv_env(c, who, timeout_ms);
-  char got[160];
-  describe_result(r, got, sizeof got);
-  cr_assert(r->body_case == TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT && result_matches(r, w),
-            "%s: expected transfer_result corr %llu state %s code %u, got %s", who,
-            (unsigned long long)w->corr, state_name(w->state), w->code, got);
-  if (w->state != ST_RESERVED)
-    cr_assert_gt(r->transfer_result->completed_at_ms, 0, "%s: completed_at_ms set", who);
-  return r;
-}
-
-static void expect_result(tc_client *c, const char *who, uint64_t corr, const uint8_t id[16],
-                          int state, unsigned code) {
-  want_result w = {corr, id, state, code};
-  tuma__v1__envelope__free_unpacked(expect_result_env(c, who, &w, T_ANSWER), NULL);
-}
-
-static void expect_error(tc_client *c, const char *who, uint64_t corr, unsigned code) {
-  Tuma__V1__Envelope *r = recv_env(c, who, T_ANSWER);
-  char got[160];
-  describe_result(r, got, sizeof got);
-  cr_assert(r->body_case == TUMA__V1__ENVELOPE__BODY_ERROR && r->correlation_id == corr &&
-                r->error->code == code,
-            "%s: expected error %u corr %llu, got %s", who, code, (unsigned long long)corr, got);
-  tuma__v1__envelope__free_unpacked(r, NULL);
-}
-
-/* Nothing arrives on c for ms milliseconds (and it stays open). */
-static void expect_silence(tc_client *c, const char *who, int ms) {
-  Tuma__V1__Envelope *r = NULL;
-  int rc = tc_recv(c, ms, &r);
-  char got[160] = "";
-  if (r)
-    describe_result(r, got, sizeof got);
-  cr_assert_eq(rc, TC_E_TIMEOUT, "%s: expected nothing for %d ms, got %s %s", who, ms,
-               tc_strerror(rc), got);
-}
-
-/* The switch closes c within ms (whatever it sends first is discarded). */
-static void expect_closed(tc_client *c, const char *who, int ms) {
-  int rc = tc_wait_closed(c, ms, NULL);
-  cr_assert_eq(rc, TC_OK, "%s: expected the switch to close the connection within %d ms: %s", who,
-               ms, tc_strerror(rc));
-}
-
-/* The next envelope on c is a TransferForward of id; returns its correlation id. */
-static uint64_t expect_forward(tc_client *c, const char *who, const uint8_t id[16],
-                               const char *payer, uint64_t amount) {
-  Tuma__V1__Envelope *r = recv_env(c, who, T_ANSWER);
-  char got[160];
-  describe_result(r, got, sizeof got);
-  cr_assert_eq(r->body_case, TUMA__V1__ENVELOPE__BODY_TRANSFER_FORWARD,
-               "%s: expected transfer_forward, got %s", who, got);
-  const Tuma__V1__TransferForward *f = r->transfer_forward;
-  cr_assert(f->transfer_id.len == 16 && !memcmp(f->transfer_id.data, id, 16),
-            "%s: forward of another transfer", who);
-  cr_assert_str_eq(f->payer_participant, payer);
-  cr_assert_not_null(f->amount);
-  cr_assert_str_eq(f->amount->currency, "KES");
-  cr_assert_eq(f->amount->amount, amount);
-  cr_assert_neq(r->correlation_id, 0, "%s: a forward carries a switch-chosen correlation id", who);
-  uint64_t corr = r->correlation_id;
-  tuma__v1__envelope__free_unpacked(r, NULL);
-  return corr;
-}
-
-/* ---------------------------------------------------------------- admin messages */
-
-static void expect_refused_handshake(tc_client *c, const char *who) {
-  Tuma__V1__Envelope env = TUMA__V1__ENVELOPE__INIT;
-  Tuma__V1__Ping ping = TUMA__V1__PING__INIT;
-  env.correlation_id = 1;
-  env.body_case = TUMA__V1__ENVELOPE__BODY_PING;
-  env.ping = &ping;
-  int rc = tc_send(c, &env); /* may fail already: the refusal can be there first */
-  cr_assert(rc == TC_OK || rc == TC_E_CLOSED || rc == TC_E_TLS, "%s: send: %s", who,
-            tc_strerror(rc));
-  Tuma__V1__Envelope *r = NULL;
-  if (rc == TC_OK)
-    rc = tc_recv(c, T_ANSWER, &r);
-  else
-    rc = tc_wait_closed(c, T_ANSWER, NULL) == TC_OK ? TC_E_CLOSED : TC_E_TIMEOUT;
-  cr_assert(rc == TC_E_TLS || rc == TC_E_CLOSED,
-            "%s: expected the handshake to be refused, got %s (%s)", who, tc_strerror(rc),
-            r ? body_name(r->body_case) : "");
-}
+static const so_config suite_cfg = {4096, 0};
 
 /* ================================================================ helpers of this suite */
-
-/* One whole two-phase transfer payer → payee, committed; both sides told. */
-static void transfer_ok(it_ctx *t, tc_client *payer, const char *payer_name, tc_client *payee,
-                        const char *payee_name, uint64_t amount, uint64_t corr) {
-  uint8_t id[16];
-  new_id(id);
-  prep p = simple(id, payee_name, amount);
-  send_prepare(payer, payer_name, corr, &p);
-  uint64_t fcorr = expect_forward(payee, payee_name, id, payer_name, amount);
-  (void)fcorr;
-  send_fulfil(payee, payee_name, corr + 1, id, FS_COMMITTED, NULL, 0);
-  expect_result(payer, payer_name, corr, id, ST_COMMITTED, 0);
-  expect_result(payee, payee_name, corr + 1, id, ST_COMMITTED, 0);
-  track(t, id, ST_COMMITTED, "transfer_ok");
-}
 
 /* Raises this process's soft RLIMIT_NOFILE towards want (within the hard limit); returns the
  * soft limit in force afterwards. */
@@ -626,10 +91,10 @@ static int raw_connect(uint16_t port) {
 
 /* 1 once the peer has closed fd (EOF or reset), waiting at most ms; 0 if still open. */
 static int raw_closed(int fd, int ms) {
-  int64_t deadline = mono_ms() + ms;
+  int64_t deadline = so_mono_ms() + ms;
   for (;;) {
     struct pollfd p = {fd, POLLIN, 0};
-    int left = (int)(deadline - mono_ms());
+    int left = (int)(deadline - so_mono_ms());
     int r = poll(&p, 1, left > 0 ? left : 0);
     if (r > 0) {
       char buf[4096];
@@ -638,7 +103,7 @@ static int raw_closed(int fd, int ms) {
         return 1;
       continue; /* whatever it sent (a TLS alert) is discarded */
     }
-    if (mono_ms() >= deadline)
+    if (so_mono_ms() >= deadline)
       return 0;
   }
 }
@@ -670,7 +135,7 @@ Test(hostile, thousands_of_idle_connections, .timeout = 600) {
     rl.rlim_cur = 1024;
     cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
   }
-  it_ctx *t = it_start(&o);
+  so_ctx *t = so_start(&o, &suite_cfg);
   rl.rlim_cur = ours;
   cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
   unsigned long long tumad_soft = 0;
@@ -684,7 +149,7 @@ Test(hostile, thousands_of_idle_connections, .timeout = 600) {
     fclose(lf);
   cr_assert_geq(tumad_soft, (unsigned long long)n_idle + RAW,
                 "tumad raised its soft RLIMIT_NOFILE from 1024 (now %llu)", tumad_soft);
-  tc_client *a = op_connect(t, "alpha"), *b = op_connect(t, "beta");
+  tc_client *a = so_op_connect(t, "alpha"), *b = so_op_connect(t, "beta");
 
   char cert[SH_PATH_MAX + 80], key[SH_PATH_MAX + 80];
   snprintf(cert, sizeof cert, "%s", sh_cert(t->h, "gamma"));
@@ -694,10 +159,10 @@ Test(hostile, thousands_of_idle_connections, .timeout = 600) {
   uint64_t corr = 100;
   for (size_t i = 0; i < n_idle; i++) {
     char err[300];
-    int rc = tc_connect(t->h->port, t->h->ca, cert, key, T_ANSWER, &idle[i], err, sizeof err);
+    int rc = tc_connect(t->h->port, t->h->ca, cert, key, SO_T_ANSWER, &idle[i], err, sizeof err);
     cr_assert_eq(rc, TC_OK, "idle connection %zu: %s: %s", i, tc_strerror(rc), err);
     if (i % 250 == 249) { /* the live pair keeps working while the idle ones pile up */
-      transfer_ok(t, a, "alpha", b, "beta", 100 + i, corr);
+      so_transfer_ok(t, a, "alpha", b, "beta", 100 + i, corr);
       corr += 2;
     }
   }
@@ -708,24 +173,24 @@ Test(hostile, thousands_of_idle_connections, .timeout = 600) {
   }
   /* All of them idle at once: the live pair still pays. */
   for (int i = 0; i < 20; i++, corr += 2)
-    transfer_ok(t, a, "alpha", b, "beta", 1000 + (uint64_t)i, corr);
+    so_transfer_ok(t, a, "alpha", b, "beta", 1000 + (uint64_t)i, corr);
   /* No handshake within read_timeout_ms (500): closed by the switch. */
   for (int i = 0; i < RAW; i++) {
     cr_assert(raw_closed(raw[i], 10000), "a connection without a handshake is closed (%d)", i);
     close(raw[i]);
   }
   /* The idle TLS connections are still served: a Ping on the first and the last. */
-  send_ping(idle[0], "idle[0]", 7, 70);
-  expect_pong(idle[0], "idle[0]", 7, 70);
-  send_ping(idle[n_idle - 1], "idle[last]", 8, 80);
-  expect_pong(idle[n_idle - 1], "idle[last]", 8, 80);
+  so_send_ping(idle[0], "idle[0]", 7, 70);
+  so_expect_pong(idle[0], "idle[0]", 7, 70);
+  so_send_ping(idle[n_idle - 1], "idle[last]", 8, 80);
+  so_expect_pong(idle[n_idle - 1], "idle[last]", 8, 80);
   char body[65536];
   cr_assert_eq(sh_http_get(t->h, "/healthz", body, sizeof body), 200);
   for (size_t i = 0; i < n_idle; i++)
     tc_close(idle[i], 0);
   free(idle);
-  transfer_ok(t, a, "alpha", b, "beta", 77, corr);
-  it_finish(t);
+  so_transfer_ok(t, a, "alpha", b, "beta", 77, corr);
+  so_finish(t);
 }
 
 /* ================================================================ slow partial frames */
@@ -736,12 +201,12 @@ Test(hostile, thousands_of_idle_connections, .timeout = 600) {
  * while another operator is served throughout. */
 Test(hostile, slow_partial_frames) {
   enum { SLOW = 20, SLOW_TLS = 10, STEPS = 30, STEP_MS = 100 };
-  it_ctx *t = it_start(NULL); /* read_timeout_ms 500 */
-  tc_client *b = op_connect(t, "beta");
+  so_ctx *t = so_start(NULL, &suite_cfg); /* read_timeout_ms 500 */
+  tc_client *b = so_op_connect(t, "beta");
   tc_client *slow[SLOW];
   int open_slow[SLOW];
   for (int i = 0; i < SLOW; i++) {
-    slow[i] = op_connect(t, "alpha");
+    slow[i] = so_op_connect(t, "alpha");
     open_slow[i] = 1;
   }
   int raw[SLOW_TLS];
@@ -752,7 +217,7 @@ Test(hostile, slow_partial_frames) {
   /* A frame of 100 bytes, and the start of a TLS ClientHello record of 512 bytes. */
   uint8_t frame[104] = {0, 0, 0, 100};
   uint8_t hello[STEPS] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03};
-  int64_t t0 = mono_ms();
+  int64_t t0 = so_mono_ms();
   for (int step = 0; step < STEPS; step++) {
     for (int i = 0; i < SLOW; i++)
       if (open_slow[i] && tc_write_raw(slow[i], frame + step, 1) != TC_OK)
@@ -762,26 +227,26 @@ Test(hostile, slow_partial_frames) {
         close(raw[i]);
         raw[i] = -1;
       }
-    send_ping(b, "beta", (uint64_t)step + 1, (uint64_t)step);
-    expect_pong(b, "beta", (uint64_t)step + 1, (uint64_t)step);
-    sleep_ms(STEP_MS);
+    so_send_ping(b, "beta", (uint64_t)step + 1, (uint64_t)step);
+    so_expect_pong(b, "beta", (uint64_t)step + 1, (uint64_t)step);
+    so_sleep_ms(STEP_MS);
   }
   /* 3 s of dribbling against a 500 ms timeout: every one of them is gone by now or soon. */
   for (int i = 0; i < SLOW; i++) {
     int rc = tc_wait_closed(slow[i], 5000, NULL);
     cr_assert_eq(rc, TC_OK, "slow frame %d: still open %lld ms after its first byte", i,
-                 (long long)(mono_ms() - t0));
+                 (long long)(so_mono_ms() - t0));
   }
   for (int i = 0; i < SLOW_TLS; i++)
     if (raw[i] >= 0) {
       cr_assert(raw_closed(raw[i], 5000), "slow handshake %d: still open %lld ms after accept", i,
-                (long long)(mono_ms() - t0));
+                (long long)(so_mono_ms() - t0));
       close(raw[i]);
     }
   cr_assert(sh_log_contains(t->h, "partial frame"), "tumad logs the partial-frame timeouts");
-  send_ping(b, "beta", 99, 99);
-  expect_pong(b, "beta", 99, 99);
-  it_finish(t);
+  so_send_ping(b, "beta", 99, 99);
+  so_expect_pong(b, "beta", 99, 99);
+  so_finish(t);
 }
 
 /* ================================================================ a flood from one operator */
@@ -854,8 +319,8 @@ static int flood_child(uint16_t port, const char *ca, const char *cert, const ch
     if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
       return 12;
     if (!stalled_since)
-      stalled_since = mono_ms();
-    else if (mono_ms() - stalled_since > 1000)
+      stalled_since = so_mono_ms();
+    else if (so_mono_ms() - stalled_since > 1000)
       break; /* backpressure: the switch stopped reading us */
   }
   char byte = 'F';
@@ -868,8 +333,8 @@ static int flood_child(uint16_t port, const char *ca, const char *cert, const ch
   uint64_t want = off == len ? sent_upto : chunk_next - 1, expect = 1;
   size_t cap = 1 << 20, have = 0;
   uint8_t *in = malloc(cap);
-  int64_t deadline = mono_ms() + 120000;
-  while (expect <= want && mono_ms() < deadline) {
+  int64_t deadline = so_mono_ms() + 120000;
+  while (expect <= want && so_mono_ms() < deadline) {
     struct pollfd pf = {fd, (short)(POLLIN | (off < len ? POLLOUT : 0)), 0};
     if (!SSL_pending(ssl) && poll(&pf, 1, 100) <= 0)
       continue;
@@ -915,9 +380,9 @@ static int flood_child(uint16_t port, const char *ca, const char *cert, const ch
  * must stop reading it (its replies pile up only to a bound), keep serving the others, and in
  * the end answer every one of the flood's requests exactly once and in order. */
 Test(hostile, flood_from_one_operator, .timeout = 300) {
-  it_ctx *t = it_start(NULL);
-  tc_client *b = op_connect(t, "beta"), *g = op_connect(t, "gamma");
-  transfer_ok(t, b, "beta", g, "gamma", 5, 10); /* warm-up */
+  so_ctx *t = so_start(NULL, &suite_cfg);
+  tc_client *b = so_op_connect(t, "beta"), *g = so_op_connect(t, "gamma");
+  so_transfer_ok(t, b, "beta", g, "gamma", 5, 10); /* warm-up */
   uint64_t rss0 = rss_kib(t->h->pid);
   cr_assert_gt(rss0, 0, "VmRSS of tumad");
   char ca[SH_PATH_MAX], cert[SH_PATH_MAX + 80], key[SH_PATH_MAX + 80];
@@ -938,16 +403,16 @@ Test(hostile, flood_from_one_operator, .timeout = 300) {
   uint64_t rss_max = rss_kib(t->h->pid);
   /* Meanwhile the others pay each other as usual. */
   for (int i = 0; i < 100; i++) {
-    transfer_ok(t, b, "beta", g, "gamma", 10 + (uint64_t)i, 100 + 2 * (uint64_t)i);
+    so_transfer_ok(t, b, "beta", g, "gamma", 10 + (uint64_t)i, 100 + 2 * (uint64_t)i);
     uint64_t r = rss_kib(t->h->pid);
     rss_max = r > rss_max ? r : rss_max;
   }
   cr_assert(write(go[1], "R", 1) == 1);
   int status = 0;
-  int64_t deadline = mono_ms() + 150000;
+  int64_t deadline = so_mono_ms() + 150000;
   pid_t w = 0;
-  while ((w = waitpid(child, &status, WNOHANG)) == 0 && mono_ms() < deadline)
-    sleep_ms(50);
+  while ((w = waitpid(child, &status, WNOHANG)) == 0 && so_mono_ms() < deadline)
+    so_sleep_ms(50);
   if (w == 0) {
     kill(child, SIGKILL);
     waitpid(child, &status, 0);
@@ -960,8 +425,8 @@ Test(hostile, flood_from_one_operator, .timeout = 300) {
   cr_assert_lt(rss_max, rss0 + RSS_SLACK_KIB,
                "tumad's memory stays bounded under the flood: %llu KiB → %llu KiB",
                (unsigned long long)rss0, (unsigned long long)rss_max);
-  transfer_ok(t, b, "beta", g, "gamma", 3, 1000);
-  it_finish(t);
+  so_transfer_ok(t, b, "beta", g, "gamma", 3, 1000);
+  so_finish(t);
 }
 
 /* ================================================================ a payee that never answers */
@@ -977,36 +442,36 @@ Test(hostile, payee_never_answers, .timeout = 300) {
   memset(&o, 0, sizeof o);
   o.max_in_flight = GROUP;
   o.log_level = "info";
-  it_ctx *t = it_start(&o);
-  tc_client *a = op_connect(t, "alpha"), *b = op_connect(t, "beta");
+  so_ctx *t = so_start(&o, &suite_cfg);
+  tc_client *a = so_op_connect(t, "alpha"), *b = so_op_connect(t, "beta");
   uint64_t rss_first = 0, rss_last = 0;
   size_t expired = 0, refused = 0;
   for (int round = 0; round < ROUNDS; round++) {
     static uint8_t ids[PER_ROUND][16];
     uint64_t t0 = sh_now_ms();
     for (int i = 0; i < PER_ROUND; i++) {
-      new_id(ids[i]);
-      prep p = simple(ids[i], "beta", 1);
+      so_new_id(ids[i]);
+      so_prep p = so_simple(ids[i], "beta", 1);
       p.expiration_ms = t0 + 1000 + (uint64_t)(i / GROUP) * GROUP_MS;
-      send_prepare(a, "alpha", (uint64_t)round * 1000 + (uint64_t)i + 1, &p);
+      so_send_prepare(a, "alpha", (uint64_t)round * 1000 + (uint64_t)i + 1, &p);
     }
     for (int i = 0; i < PER_ROUND; i++) {
-      Tuma__V1__Envelope *r = recv_env(a, "alpha", 30000);
+      Tuma__V1__Envelope *r = so_recv_env(a, "alpha", 30000);
       cr_assert_eq(r->body_case, TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT, "alpha: got %s",
-                   body_name(r->body_case));
+                   so_body_name(r->body_case));
       uint64_t k = r->correlation_id - (uint64_t)round * 1000 - 1;
       cr_assert_lt(k, PER_ROUND, "a result for this round's prepares");
       const Tuma__V1__TransferResult *m = r->transfer_result;
       cr_assert(m->transfer_id.len == 16 && !memcmp(m->transfer_id.data, ids[k], 16));
       unsigned code = m->error ? m->error->code : 0;
-      if (m->state == ST_EXPIRED && code == 3303) {
+      if (m->state == SO_ST_EXPIRED && code == 3303) {
         expired++;
-        track(t, ids[k], ST_EXPIRED, "never answered");
+        so_track(t, ids[k], SO_ST_EXPIRED, "never answered");
       } else {
-        cr_assert(m->state == ST_ABORTED && code == 3100, "prepare %llu: %s %u",
-                  (unsigned long long)k, state_name(m->state), code);
+        cr_assert(m->state == SO_ST_ABORTED && code == 3100, "prepare %llu: %s %u",
+                  (unsigned long long)k, so_state_name(m->state), code);
         refused++;
-        track(t, ids[k], ST_ABORTED, "due before read");
+        so_track(t, ids[k], SO_ST_ABORTED, "due before read");
       }
       tuma__v1__envelope__free_unpacked(r, NULL);
     }
@@ -1028,7 +493,7 @@ Test(hostile, payee_never_answers, .timeout = 300) {
     if (r->body_case == TUMA__V1__ENVELOPE__BODY_TRANSFER_FORWARD)
       forwards++;
     else if (r->body_case == TUMA__V1__ENVELOPE__BODY_TRANSFER_RESULT &&
-             r->transfer_result->state == ST_EXPIRED)
+             r->transfer_result->state == SO_ST_EXPIRED)
       notices++;
     tuma__v1__envelope__free_unpacked(r, NULL);
     r = NULL;
@@ -1036,8 +501,8 @@ Test(hostile, payee_never_answers, .timeout = 300) {
   /* A transfer already due when its reservation committed expires without a forward. */
   cr_assert(forwards > 0 && forwards <= expired, "forwards %zu, expired %zu", forwards, expired);
   cr_assert_eq(notices, forwards, "one expiry notice per forward");
-  transfer_ok(t, a, "alpha", b, "beta", 9, 90000);
-  it_finish(t);
+  so_transfer_ok(t, a, "alpha", b, "beta", 9, 90000);
+  so_finish(t);
 }
 
 /* ================================================================ certificates */
@@ -1049,8 +514,8 @@ Test(hostile, bad_certificates) {
   sh_options o;
   memset(&o, 0, sizeof o);
   o.tls_crl = 1;
-  it_ctx *t = it_start(&o);
-  tc_client *a = op_connect(t, "alpha");
+  so_ctx *t = so_start(&o, &suite_cfg);
+  tc_client *a = so_op_connect(t, "alpha");
   char dir[SH_PATH_MAX + 32], cert[SH_PATH_MAX + 48], key[SH_PATH_MAX + 48];
 
   /* Expired: valid for one day, three days ago. */
@@ -1062,9 +527,9 @@ Test(hostile, bad_certificates) {
   for (int i = 0; i < 5; i++) {
     tc_client *c = NULL;
     char err[300];
-    int rc = tc_connect(t->h->port, t->h->ca, cert, key, T_ANSWER, &c, err, sizeof err);
+    int rc = tc_connect(t->h->port, t->h->ca, cert, key, SO_T_ANSWER, &c, err, sizeof err);
     if (rc == TC_OK) {
-      expect_refused_handshake(c, "beta (expired)");
+      so_expect_refused_handshake(c, "beta (expired)");
       tc_close(c, 0);
     } else {
       cr_assert_eq(rc, TC_E_TLS, "handshake: %s: %s", tc_strerror(rc), err);
@@ -1084,42 +549,40 @@ Test(hostile, bad_certificates) {
   for (int i = 0; i < 5; i++) {
     tc_client *c = NULL;
     char err[300];
-    int rc = tc_connect(t->h->port, t->h->ca, cert, key, T_ANSWER, &c, err, sizeof err);
+    int rc = tc_connect(t->h->port, t->h->ca, cert, key, SO_T_ANSWER, &c, err, sizeof err);
     if (rc == TC_OK) {
-      expect_refused_handshake(c, "gamma (other CA)");
+      so_expect_refused_handshake(c, "gamma (other CA)");
       tc_close(c, 0);
     } else {
       cr_assert_eq(rc, TC_E_TLS, "handshake: %s: %s", tc_strerror(rc), err);
     }
   }
   /* The established connection did not notice. */
-  send_ping(a, "alpha", 2, 22);
-  expect_pong(a, "alpha", 2, 22);
+  so_send_ping(a, "alpha", 2, 22);
+  so_expect_pong(a, "alpha", 2, 22);
 
   /* Revoked: gamma's certificate goes on the CRL; at the next start it is refused. */
   const char *revoke[] = {"pki", "revoke", "--dir", t->h->pki, "--name", "gamma", NULL};
   cr_assert_eq(sh_run_cli(t->h, revoke, 10000), 0, "tuma pki revoke gamma");
   int status = 0;
-  cr_assert_eq(sh_stop(t->h, T_STOP, &status), 0);
-  for (size_t i = 0; i < t->n_clients; i++)
-    tc_close(t->clients[i], 0);
-  t->n_clients = 0;
-  it_restart(t);
-  a = op_connect(t, "alpha");
-  tc_client *b = op_connect(t, "beta");
+  cr_assert_eq(sh_stop(t->h, SO_T_STOP, &status), 0);
+  so_drop_all(t);
+  so_restart(t);
+  a = so_op_connect(t, "alpha");
+  tc_client *b = so_op_connect(t, "beta");
   for (int i = 0; i < 5; i++) {
     tc_client *c = NULL;
     char err[300];
     int rc = tc_connect(t->h->port, t->h->ca, sh_cert(t->h, "gamma"), sh_key(t->h, "gamma"),
-                        T_ANSWER, &c, err, sizeof err);
+                        SO_T_ANSWER, &c, err, sizeof err);
     if (rc == TC_OK) {
-      expect_refused_handshake(c, "gamma (revoked)");
+      so_expect_refused_handshake(c, "gamma (revoked)");
       tc_close(c, 0);
     } else {
       cr_assert_eq(rc, TC_E_TLS, "handshake: %s: %s", tc_strerror(rc), err);
     }
   }
   cr_assert(sh_log_contains(t->h, "certificate revoked"), "tumad says why");
-  transfer_ok(t, a, "alpha", b, "beta", 250, 30);
-  it_finish(t);
+  so_transfer_ok(t, a, "alpha", b, "beta", 250, 30);
+  so_finish(t);
 }
