@@ -144,14 +144,14 @@ void dz_cli_run(dz_fixture *z, dz_result *r, const char *as, ...);
 
 #define DZ_CLI_OK(z, r, as, ...)                                                                   \
   do {                                                                                             \
-    dz_cli_run((z), (r), (as), __VA_ARGS__, NULL);                                                 \
+    dz_cli_run((z), (r), (as), __VA_ARGS__, (const char *)NULL);                                   \
     cr_assert_eq((r)->status, 0, "tuma exits 0 (%d)\nstdout: %.2000s\nstderr: %.2000s",            \
                  (r)->status, (r)->out, (r)->err);                                                 \
   } while (0)
 
 #define DZ_CLI_REFUSED(z, r, as, ...)                                                              \
   do {                                                                                             \
-    dz_cli_run((z), (r), (as), __VA_ARGS__, NULL);                                                 \
+    dz_cli_run((z), (r), (as), __VA_ARGS__, (const char *)NULL);                                   \
     cr_assert_eq((r)->status, 1, "tuma exits 1 (%d)\nstdout: %.2000s\nstderr: %.2000s",            \
                  (r)->status, (r)->out, (r)->err);                                                 \
   } while (0)

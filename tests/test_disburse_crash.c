@@ -425,6 +425,37 @@ static void check_ledger(dz_fixture *z, const dz_report *rep, uint32_t cycles,
   audit_ledger(z->h->ledger_dir);
 }
 
+/* ================================================================ a reconciled batch */
+
+/* The start of a test that pays one list: tumad and both payees with n/2 wallets each, the
+ * programme with a budget of 1,000,000.00, beneficiaries 0..n-1 registered and DIR/list.csv
+ * written with them; *before gets the programme before any batch, *total the list's sum.
+ * Returns the list's path (static until the next list is written). */
+static const char *batch_setup(dz_fixture *z, int n, dz_prog_info *before, uint64_t *total) {
+  dz_start(z, &CFG, n / 2);
+  dz_make_programme(z, 100000000);
+  *before = dz_programme_show(z);
+  dz_register_beneficiaries(z, n, NULL, 0);
+  return dz_write_list(z, "list.csv", 0, n, NULL, total, 0);
+}
+
+/* The end of such a test: the batch completes (within timeout_ms), wallets, report and budget
+ * reconcile over `cycles` (reconcile), everything stops, the ledger agrees (check_ledger), and
+ * the scratch directory is removed. */
+static void batch_finish(dz_fixture *z, uint64_t batch, int n, uint32_t cycles, uint64_t total,
+                         dz_prog_info before, int timeout_ms) {
+  dz_wait_status(z, batch, dz_state_is, "completed", timeout_ms, STUCK);
+  dz_credits c[2];
+  dz_report rep = reconcile(z, batch, n, cycles, total, before, c);
+  dz_prog_info after = dz_programme_show(z);
+  dz_stop(z);
+  check_ledger(z, &rep, cycles, c, after.budget);
+  free(rep.rows);
+  free(c[0].ids);
+  free(c[1].ids);
+  dz_destroy(z);
+}
+
 /* ================================================================ tests */
 
 /* 300 beneficiaries on alpha and beta at 40 items/s (about 8 s of paying); tumad is killed up to
@@ -434,12 +465,9 @@ Test(disburse_crash, batch_survives_random_kills) {
   unsigned seed = crash_seed("batch_survives_random_kills");
   enum { N = 300 };
   dz_fixture z;
-  dz_start(&z, &CFG, N / 2);
-  dz_make_programme(&z, 100000000);
-  dz_prog_info before = dz_programme_show(&z);
-  dz_register_beneficiaries(&z, N, NULL, 0);
+  dz_prog_info before;
   uint64_t total = 0;
-  const char *path = dz_write_list(&z, "list.csv", 0, N, NULL, &total, 0);
+  const char *path = batch_setup(&z, N, &before, &total);
   const char *rate[] = {"--rate", "40", NULL};
   uint64_t batch = submit_ok(&z, path, N, total, rate);
   approve_ok(&z, batch);
@@ -448,16 +476,7 @@ Test(disburse_crash, batch_survives_random_kills) {
   int kills = crash_rounds(&z, &seed, batch, 0, 1, 0, 150);
   kills += crash_rounds(&z, &seed, batch, 0, 4, 300, 2500);
   cr_assert_gt(kills, 0);
-  dz_wait_status(&z, batch, dz_state_is, "completed", T_FINISH, STUCK);
-  dz_credits c[2];
-  dz_report rep = reconcile(&z, batch, N, 1, total, before, c);
-  dz_prog_info after = dz_programme_show(&z);
-  dz_stop(&z);
-  check_ledger(&z, &rep, 1, c, after.budget);
-  free(rep.rows);
-  free(c[0].ids);
-  free(c[1].ids);
-  dz_destroy(&z);
+  batch_finish(&z, batch, N, 1, total, before, T_FINISH);
 }
 
 /* A recurring batch, 2 cycles 3 s apart, 200 beneficiaries at 50/s: up to 3 kills in cycle 1,
@@ -467,12 +486,9 @@ Test(disburse_crash, recurring_batch_survives_random_kills) {
   unsigned seed = crash_seed("recurring_batch_survives_random_kills");
   enum { N = 200 };
   dz_fixture z;
-  dz_start(&z, &CFG, N / 2);
-  dz_make_programme(&z, 100000000);
-  dz_prog_info before = dz_programme_show(&z);
-  dz_register_beneficiaries(&z, N, NULL, 0);
+  dz_prog_info before;
   uint64_t total = 0;
-  const char *path = dz_write_list(&z, "list.csv", 0, N, NULL, &total, 0);
+  const char *path = batch_setup(&z, N, &before, &total);
   const char *extra[] = {"--rate", "50", "--cycles", "2", "--every", "3s", NULL};
   uint64_t batch = submit_ok(&z, path, N, total, extra);
   approve_ok(&z, batch);
@@ -493,16 +509,7 @@ Test(disburse_crash, recurring_batch_survives_random_kills) {
   if (strcmp(s.state, "completed") != 0)
     kills += crash_rounds(&z, &seed, batch, 2, 3, 200, 2000);
   cr_assert_gt(kills, 0);
-  dz_wait_status(&z, batch, dz_state_is, "completed", T_FINISH, STUCK);
-  dz_credits c[2];
-  dz_report rep = reconcile(&z, batch, N, 2, total, before, c);
-  dz_prog_info after = dz_programme_show(&z);
-  dz_stop(&z);
-  check_ledger(&z, &rep, 2, c, after.budget);
-  free(rep.rows);
-  free(c[0].ids);
-  free(c[1].ids);
-  dz_destroy(&z);
+  batch_finish(&z, batch, N, 2, total, before, T_FINISH);
 }
 
 /* beta is offline, so its items wait for a retry (payee not connected); tumad is killed while
@@ -510,12 +517,9 @@ Test(disburse_crash, recurring_batch_survives_random_kills) {
 Test(disburse_crash, items_waiting_for_a_retry_survive_a_kill) {
   enum { N = 40 };
   dz_fixture z;
-  dz_start(&z, &CFG, N / 2);
-  dz_make_programme(&z, 100000000);
-  dz_prog_info before = dz_programme_show(&z);
-  dz_register_beneficiaries(&z, N, NULL, 0);
+  dz_prog_info before;
   uint64_t total = 0;
-  const char *path = dz_write_list(&z, "list.csv", 0, N, NULL, &total, 0);
+  const char *path = batch_setup(&z, N, &before, &total);
   dz_opsim_stop(&z, 1);
   uint64_t batch = submit_ok(&z, path, N, total, NULL);
   approve_ok(&z, batch);
@@ -533,16 +537,7 @@ Test(disburse_crash, items_waiting_for_a_retry_survive_a_kill) {
   crash_restart(&z, 100);
   crash_note(&z, "killed with %d items of beta waiting for a retry", N / 2);
   dz_opsim_start(&z, 1);
-  dz_wait_status(&z, batch, dz_state_is, "completed", T_RETRIED, STUCK);
-  dz_credits c[2];
-  dz_report rep = reconcile(&z, batch, N, 1, total, before, c);
-  dz_prog_info after = dz_programme_show(&z);
-  dz_stop(&z);
-  check_ledger(&z, &rep, 1, c, after.budget);
-  free(rep.rows);
-  free(c[0].ids);
-  free(c[1].ids);
-  dz_destroy(&z);
+  batch_finish(&z, batch, N, 1, total, before, T_RETRIED);
 }
 
 /* No kill: beta is offline at first, so each of its items has a try refused before the ledger
@@ -553,12 +548,9 @@ Test(disburse_crash, items_waiting_for_a_retry_survive_a_kill) {
 Test(disburse_crash, report_names_the_paid_transfer_after_retries) {
   enum { N = 20 };
   dz_fixture z;
-  dz_start(&z, &CFG, N / 2);
-  dz_make_programme(&z, 100000000);
-  dz_prog_info before = dz_programme_show(&z);
-  dz_register_beneficiaries(&z, N, NULL, 0);
+  dz_prog_info before;
   uint64_t total = 0;
-  const char *path = dz_write_list(&z, "list.csv", 0, N, NULL, &total, 0);
+  const char *path = batch_setup(&z, N, &before, &total);
   dz_opsim_stop(&z, 1);
   uint64_t batch = submit_ok(&z, path, N, total, NULL);
   approve_ok(&z, batch);
@@ -570,16 +562,7 @@ Test(disburse_crash, report_names_the_paid_transfer_after_retries) {
     cr_assert(dz_mono_ms() < deadline, "alpha's %d items paid (paid %" PRIu64 ")", N / 2, s.n[3]);
   } while (s.n[3] < N / 2);
   dz_opsim_start(&z, 1);
-  dz_wait_status(&z, batch, dz_state_is, "completed", T_RETRIED, STUCK);
-  dz_credits c[2];
-  dz_report rep = reconcile(&z, batch, N, 1, total, before, c);
-  dz_prog_info after = dz_programme_show(&z);
-  dz_stop(&z);
-  check_ledger(&z, &rep, 1, c, after.budget);
-  free(rep.rows);
-  free(c[0].ids);
-  free(c[1].ids);
-  dz_destroy(&z);
+  batch_finish(&z, batch, N, 1, total, before, T_RETRIED);
 }
 
 /* The batch number of the last "disburse.upload_started … kind=list batch=N" in tumad.log, 0 if
@@ -813,12 +796,9 @@ Test(disburse_crash, kill_between_submit_and_approval) {
   unsigned seed = crash_seed("kill_between_submit_and_approval");
   enum { N = 60 };
   dz_fixture z;
-  dz_start(&z, &CFG, N / 2);
-  dz_make_programme(&z, 100000000);
-  dz_prog_info before = dz_programme_show(&z);
-  dz_register_beneficiaries(&z, N, NULL, 0);
+  dz_prog_info before;
   uint64_t total = 0;
-  const char *path = dz_write_list(&z, "list.csv", 0, N, NULL, &total, 0);
+  const char *path = batch_setup(&z, N, &before, &total);
   uint64_t batch = submit_ok(&z, path, N, total, NULL);
   int delay = draw(&seed, 0, 300);
   dz_sleep_ms(delay);
@@ -834,14 +814,5 @@ Test(disburse_crash, kill_between_submit_and_approval) {
   dz_prog_info mid = dz_programme_show(&z);
   cr_assert_eq(mid.reserved, 0, "nothing reserved before the approval");
   approve_ok(&z, batch);
-  dz_wait_status(&z, batch, dz_state_is, "completed", T_FINISH, STUCK);
-  dz_credits c[2];
-  dz_report rep = reconcile(&z, batch, N, 1, total, before, c);
-  dz_prog_info after = dz_programme_show(&z);
-  dz_stop(&z);
-  check_ledger(&z, &rep, 1, c, after.budget);
-  free(rep.rows);
-  free(c[0].ids);
-  free(c[1].ids);
-  dz_destroy(&z);
+  batch_finish(&z, batch, N, 1, total, before, T_FINISH);
 }
