@@ -225,7 +225,7 @@ void sw_payout_counts(const sw_run *r, uint64_t count[6], uint64_t amount[6],
   }
   amount[SW_ITEM_PENDING] = r->b.total > known ? r->b.total - known : 0;
   unsigned newest = (r->sample_at + RATE_SAMPLES - 1) % RATE_SAMPLES;
-  unsigned oldest = r->sample_at % RATE_SAMPLES;
+  unsigned oldest = r->sample_at < RATE_SAMPLES ? 0 : r->sample_at % RATE_SAMPLES;
   uint64_t dt = r->sample_ms[newest] - r->sample_ms[oldest];
   *paid_per_second =
       r->sample_ms[oldest] && dt ? (double)(r->sample_paid[newest] - r->sample_paid[oldest]) *
