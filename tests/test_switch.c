@@ -1164,3 +1164,119 @@ Test(switch, participant_created_over_admin) {
   so_op_connect(t, "delta");
   so_finish(t);
 }
+
+/* One BatchSubmit chunk of a one-row list for programme "relief", cycle 1: the row pays
+ * 254700000001 (alpha, by prefix) 1.00 KES. announced_sha/announced_size say what the first
+ * chunk claims (NULL/0: not given). Returns the answer (the caller frees). */
+static Tuma__V1__AdminEnvelope *submit_chunk(so_ctx *t, tc_client *c, const uint8_t *announced_sha,
+                                             uint64_t announced_size, int last) {
+  static const char csv[] = "beneficiary_id_type,beneficiary_id,amount,reference,msisdn\n"
+                            "national_id,12345678,1.00,one,254700000001\n";
+  Tuma__V1__FileChunk ch = TUMA__V1__FILE_CHUNK__INIT;
+  if (announced_sha) {
+    ch.file_sha256.data = (uint8_t *)announced_sha;
+    ch.file_sha256.len = 32;
+  }
+  ch.file_size = announced_size;
+  ch.data.data = (uint8_t *)csv;
+  ch.data.len = sizeof csv - 1;
+  ch.last = last;
+  Tuma__V1__BatchSubmit bs = TUMA__V1__BATCH_SUBMIT__INIT;
+  bs.programme_id = (char *)"relief";
+  bs.cycle = 1;
+  bs.expect_count = 1;
+  bs.expect_total = 100;
+  bs.chunk = &ch;
+  Tuma__V1__AdminEnvelope env = TUMA__V1__ADMIN_ENVELOPE__INIT;
+  env.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_SUBMIT;
+  env.batch_submit = &bs;
+  return so_admin_call(t, c, &env);
+}
+
+/* The refusal (code and text) in an AdminResult or a BatchSubmitResult; 0 when none. */
+static unsigned refusal(const Tuma__V1__AdminEnvelope *r, const char **text) {
+  const Tuma__V1__Error *e = NULL;
+  if (r->body_case == TUMA__V1__ADMIN_ENVELOPE__BODY_ADMIN_RESULT)
+    e = r->admin_result->error;
+  else if (r->body_case == TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_SUBMIT_RESULT)
+    e = r->batch_submit_result->error;
+  *text = e && e->message ? e->message : "";
+  return e ? e->code : 0;
+}
+
+/* What the CLI never sends, sent by hand: a first chunk without the file's SHA-256, a file
+ * whose bytes differ from the announced SHA-256, more or fewer bytes than announced, a submit
+ * from the admin role, an admin request from a programme manager, an unknown batch. Each gets
+ * its refusal; the switch stays up and a correct upload still works afterwards. */
+Test(switch, hostile_disbursement_uploads) {
+  so_ctx *t = so_start(NULL, &suite_cfg);
+  tc_client *adm = so_admin_connect(t);
+  tc_client *mgr = so_connect_as(t, t->h->admin_port, t->h->ca, sh_cert(t->h, "manager"),
+                                 sh_key(t->h, "manager"));
+  Tuma__V1__AdminEnvelope env = TUMA__V1__ADMIN_ENVELOPE__INIT;
+  Tuma__V1__ProgrammeCreate pc = TUMA__V1__PROGRAMME_CREATE__INIT;
+  pc.programme_id = (char *)"relief";
+  pc.name = (char *)"Relief";
+  pc.currency = (char *)"KES";
+  pc.funding_participant = (char *)"gamma";
+  env.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_PROGRAMME_CREATE;
+  env.programme_create = &pc;
+  cr_assert_eq(so_admin_result(t, adm, &env), 0, "programme create");
+
+  static const char csv[] = "beneficiary_id_type,beneficiary_id,amount,reference,msisdn\n"
+                            "national_id,12345678,1.00,one,254700000001\n";
+  uint8_t good[32], wrong[32];
+  SHA256((const uint8_t *)csv, sizeof csv - 1, good);
+  memcpy(wrong, good, 32);
+  wrong[0] ^= 1;
+  const char *text;
+
+  Tuma__V1__AdminEnvelope *r = submit_chunk(t, mgr, NULL, 0, 1);
+  cr_assert_eq(refusal(r, &text), 3100, "no SHA-256 in the first chunk: %s", text);
+  cr_assert(strstr(text, "SHA-256") != NULL, "%s", text);
+  tuma__v1__admin_envelope__free_unpacked(r, NULL);
+
+  r = submit_chunk(t, mgr, wrong, sizeof csv - 1, 1);
+  cr_assert_eq(refusal(r, &text), 3100, "another file's SHA-256: %s", text);
+  cr_assert(strstr(text, "differs from the announced") != NULL, "%s", text);
+  cr_assert_eq(r->batch_submit_result->state, TUMA__V1__BATCH_STATE__BATCH_STATE_REFUSED);
+  tuma__v1__admin_envelope__free_unpacked(r, NULL);
+
+  r = submit_chunk(t, mgr, good, 10, 1);
+  cr_assert_eq(refusal(r, &text), 3100, "more bytes than announced: %s", text);
+  cr_assert(strstr(text, "more bytes than the announced") != NULL, "%s", text);
+  tuma__v1__admin_envelope__free_unpacked(r, NULL);
+
+  r = submit_chunk(t, mgr, good, sizeof csv + 100, 1);
+  cr_assert_eq(refusal(r, &text), 3100, "fewer bytes than announced: %s", text);
+  cr_assert(strstr(text, "shorter than its announced") != NULL, "%s", text);
+  tuma__v1__admin_envelope__free_unpacked(r, NULL);
+
+  r = submit_chunk(t, adm, good, sizeof csv - 1, 1);
+  cr_assert_eq(refusal(r, &text), 3100, "the admin role submits: %s", text);
+  cr_assert(strstr(text, "may not submit") != NULL, "%s", text);
+  tuma__v1__admin_envelope__free_unpacked(r, NULL);
+
+  Tuma__V1__AdminEnvelope pl = TUMA__V1__ADMIN_ENVELOPE__INIT;
+  Tuma__V1__ParticipantList list = TUMA__V1__PARTICIPANT_LIST__INIT;
+  pl.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_PARTICIPANT_LIST;
+  pl.participant_list = &list;
+  cr_assert_eq(so_admin_result(t, mgr, &pl), 3100, "a programme manager lists participants");
+
+  Tuma__V1__AdminEnvelope ap = TUMA__V1__ADMIN_ENVELOPE__INIT;
+  Tuma__V1__BatchApprove ba = TUMA__V1__BATCH_APPROVE__INIT;
+  ba.batch_id = 999;
+  ap.body_case = TUMA__V1__ADMIN_ENVELOPE__BODY_BATCH_APPROVE;
+  ap.batch_approve = &ba;
+  tc_client *apr = so_connect_as(t, t->h->admin_port, t->h->ca, sh_cert(t->h, "approver"),
+                                 sh_key(t->h, "approver"));
+  cr_assert_eq(so_admin_result(t, apr, &ap), 3200, "an unknown batch");
+
+  /* Still up, and a correct upload goes through. */
+  r = submit_chunk(t, mgr, good, sizeof csv - 1, 1);
+  cr_assert_eq(refusal(r, &text), 0, "a correct upload: %s", text);
+  cr_assert_eq(r->batch_submit_result->state, TUMA__V1__BATCH_STATE__BATCH_STATE_SUBMITTED);
+  cr_assert_eq(r->batch_submit_result->valid_count, 1);
+  tuma__v1__admin_envelope__free_unpacked(r, NULL);
+  so_finish(t);
+}
