@@ -172,6 +172,7 @@ typedef struct sw_internal_transfer {
   uint32_t payee_party_type;
   const char *payee_party_id;
   const char *reference;
+  int unrecorded; /* the caller has just seen that the ledger holds no transfer with this id */
 } sw_internal_transfer;
 
 /* Starts internal transfer it, or rejoins it if it is already in flight (after a restart: cb

@@ -1131,6 +1131,15 @@ static void batch_cancel(sw_conn *c, uint64_t corr, const Tuma__V1__BatchCancel 
 
 /* ---------------------------------------------------------------- status */
 
+/* An item status as reported: an unfinished item of a cancelled batch reads as cancelled. */
+static unsigned shown_status(const sw_batch *b, unsigned status) {
+  if (status > SW_ITEM_CANCELLED)
+    status = SW_ITEM_PENDING;
+  if (b->state == SW_BATCH_CANCELLED && (status == SW_ITEM_PENDING || status == SW_ITEM_IN_FLIGHT))
+    return SW_ITEM_CANCELLED;
+  return status;
+}
+
 typedef struct count_scan {
   sw_dstore_txn *t;
   const sw_batch *b;
@@ -1144,9 +1153,7 @@ static int count_cb(uint32_t index, const sw_batch_item *it, void *arg) {
   int rc = sw_dstore_status_get(cs->t, cs->b->number, cs->cycle, index, &st);
   if (rc)
     return rc;
-  unsigned s = st.status <= SW_ITEM_CANCELLED ? st.status : SW_ITEM_PENDING;
-  if (cs->b->state == SW_BATCH_CANCELLED && (s == SW_ITEM_PENDING || s == SW_ITEM_IN_FLIGHT))
-    s = SW_ITEM_CANCELLED;
+  unsigned s = shown_status(cs->b, st.status);
   cs->count[s]++;
   cs->amount[s] += it->amount;
   return 0;
@@ -1252,9 +1259,8 @@ static int item_status(report_page *rp, uint32_t cycle, uint32_t index, sw_item_
   if (rp->run && sw_payout_item_status(rp->run, cycle, index, st))
     return 0;
   int rc = sw_dstore_status_get(rp->t, rp->b->number, cycle, index, st);
-  if (!rc && rp->b->state == SW_BATCH_CANCELLED &&
-      (st->status == SW_ITEM_PENDING || st->status == SW_ITEM_IN_FLIGHT))
-    st->status = SW_ITEM_CANCELLED;
+  if (!rc)
+    st->status = (uint8_t)shown_status(rp->b, st->status);
   return rc;
 }
 

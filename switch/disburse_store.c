@@ -462,14 +462,6 @@ static void cycle_key(uint8_t k[40], uint32_t programme, uint32_t cycle, const u
   memcpy(k + 8, token, 32);
 }
 
-int sw_dstore_cycle_put(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
-                        const uint8_t token[32], uint64_t batch, uint64_t line) {
-  uint8_t k[40];
-  uint64_t v[2] = {batch, line};
-  cycle_key(k, programme, cycle, token);
-  return put(t, t->s->cycles, k, sizeof k, v, sizeof v);
-}
-
 int sw_dstore_cycle_get(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
                         const uint8_t token[32], uint64_t *batch, uint64_t *line) {
   uint8_t k[40];

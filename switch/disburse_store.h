@@ -176,12 +176,10 @@ int sw_dstore_reject_each(sw_dstore_txn *t, uint64_t batch,
 
 /* (programme, cycle, beneficiary token) → (batch, line): who already pays this beneficiary in
  * this cycle. */
-int sw_dstore_cycle_put(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
-                        const uint8_t token[32], uint64_t batch, uint64_t line);
 int sw_dstore_cycle_get(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
                         const uint8_t token[32], uint64_t *batch, uint64_t *line);
-/* Like sw_dstore_cycle_put, but SW_DSTORE_E_EXISTS (nothing written) if the entry exists.
- * Cheapest when called in token order. */
+/* Takes the entry for (batch, line), or SW_DSTORE_E_EXISTS (nothing written) if another holds
+ * it. Cheapest when called in token order. */
 int sw_dstore_cycle_add(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,
                         const uint8_t token[32], uint64_t batch, uint64_t line);
 int sw_dstore_cycle_del(sw_dstore_txn *t, uint32_t programme, uint32_t cycle,

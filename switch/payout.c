@@ -211,7 +211,6 @@ sw_run *sw_payout_run(sw_disburse *d, uint64_t batch) {
 
 void sw_payout_counts(const sw_run *r, uint64_t count[6], uint64_t amount[6],
                       double *paid_per_second) {
-  (void)amount;
   memset(count, 0, 6 * sizeof *count);
   memset(amount, 0, 6 * sizeof *amount);
   uint64_t known = 0;
@@ -482,6 +481,7 @@ static int item_start(sw_run *r, sw_dstore_txn *t, uint32_t i) {
   tr.amount = rec.amount;
   tr.expiration_ms = sw_now_ms() + r->d->item_expiry_ms;
   item_digest(tr.id, &rec, tr.digest);
+  tr.unrecorded = 1; /* item_probe just found no transfer under this id */
   tr.payee_party_type = SW_PARTY_MSISDN;
   tr.payee_party_id = rec.msisdn;
   tr.reference = rec.reference;
@@ -946,11 +946,9 @@ static int run_resume_items(sw_run *r) {
   return rc;
 }
 
+/* Resumes batch b (approved, running or waiting for funds: collect_cb chose it). */
 static int resume_cb(const sw_batch *b, void *arg) {
   sw_disburse *d = arg;
-  if (b->state != SW_BATCH_APPROVED && b->state != SW_BATCH_RUNNING &&
-      b->state != SW_BATCH_WAITING_FUNDS)
-    return 0;
   sw_run *r = run_new(d, b);
   if (!r)
     return SW_DSTORE_E_NOMEM;

@@ -911,7 +911,7 @@ int sw_transfer_start_internal(sw_switch *sw, const sw_internal_transfer *it,
   if (sw_transfer_watch(sw, it->id, cb, arg) == 0)
     return 0;
   ledger_transfer existing;
-  if (ledger_lookup_transfer(sw->ledger, it->id, &existing) == 0) {
+  if (!it->unrecorded && ledger_lookup_transfer(sw->ledger, it->id, &existing) == 0) {
     uint64_t at;
     int st = ledger_state_of(sw, it->id, code, &at);
     if (st == TUMA__V1__TRANSFER_STATE__TRANSFER_STATE_RESERVED) {
